@@ -1,0 +1,67 @@
+"""``python -m cloud_init render --stack dev --out DIR``: what every VM will receive.
+
+Writes, per node, ``user-data`` (the exact #cloud-config) and ``files/<path>`` (each
+file it installs), with obviously fake placeholder secrets, plus ``haproxy.cfg`` for
+application hosts. A broken stack file prints every problem and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from .render import render_cluster, render_haproxy
+from .secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
+from .settings import Settings, SettingsError, load_stack_file
+
+
+def fake_render(settings: Settings) -> dict[str, str]:
+    """Relative path -> content for every rendered artefact of a stack."""
+    plan = settings.plan
+    etcd = [EtcdNodeSecrets(FAKE_CA, fake_keypair(plan.etcd_name(i))) for i in range(len(plan.etcd))]
+    pg = [
+        PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{plan.patroni_name(i)}-server"), fake_keypair(f"{plan.patroni_name(i)}-etcd-client"), fake_passwords())
+        for i in range(len(plan.patroni))
+    ]
+    out: dict[str, str] = {}
+    for node in render_cluster(settings, etcd, pg):
+        out[f"{node.role}/{node.name}/user-data"] = node.user_data
+        for f in node.files:
+            out[f"{node.role}/{node.name}/files{f.path}"] = f.content
+    out["haproxy/haproxy.cfg"] = render_haproxy(settings)
+    return out
+
+
+def write_tree(files: dict[str, str], out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    for rel, content in sorted(files.items()):
+        p = out / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cloud_init", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("render", help="render every node's user-data and files for a stack")
+    r.add_argument("--stack", default="dev")
+    r.add_argument("--out", required=True, type=Path, help="output directory (replaced)")
+    r.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="directory holding Pulumi.<stack>.yaml")
+    args = ap.parse_args(argv)
+    try:
+        settings = load_stack_file(args.stack, args.root)
+    except SettingsError as e:
+        print(f"Pulumi.{args.stack}.yaml: {e}", file=sys.stderr)
+        return 2
+    files = fake_render(settings)
+    write_tree(files, args.out)
+    n = sum(1 for k in files if k.endswith("/user-data"))
+    print(f"rendered {n} nodes of stack {args.stack} into {args.out} (placeholder secrets)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Secrets a node needs, as plain values (Pulumi resolves them inside Output.apply).
+
+Also: obviously fake placeholders for the render command and golden files, and the
+SCRAM-SHA-256 verifier so role passwords never reach a node's files in plaintext
+where PostgreSQL only needs the verifier.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Passwords:
+    superuser: str  #: postgres role (local socket only)
+    replication: str  #: replicator role (replication connections only)
+    rewind: str  #: rewind_user role (pg_rewind)
+    rest_api: str  #: Patroni REST API unsafe endpoints
+    app: str  #: application role
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    cert: str  #: PEM certificate
+    key: str  #: PEM private key
+
+
+@dataclass(frozen=True)
+class EtcdNodeSecrets:
+    ca_cert: str
+    node: KeyPair  #: server + client auth, IP SAN = the member's address; peers and clients
+
+
+@dataclass(frozen=True)
+class PatroniNodeSecrets:
+    ca_cert: str
+    server: KeyPair  #: PostgreSQL and Patroni REST API server certificate
+    etcd_client: KeyPair  #: client certificate for etcd
+    passwords: Passwords
+
+
+def fake_keypair(name: str) -> KeyPair:
+    return KeyPair(
+        cert=f"-----BEGIN CERTIFICATE-----\nFAKE-PLACEHOLDER-CERTIFICATE-FOR-{name}\n-----END CERTIFICATE-----\n",
+        key=f"-----BEGIN PRIVATE KEY-----\nFAKE-PLACEHOLDER-KEY-FOR-{name}\n-----END PRIVATE KEY-----\n",
+    )
+
+
+FAKE_CA = "-----BEGIN CERTIFICATE-----\nFAKE-PLACEHOLDER-CA-CERTIFICATE\n-----END CERTIFICATE-----\n"
+
+
+def fake_passwords() -> Passwords:
+    return Passwords(
+        superuser="FAKE-superuser-password",
+        replication="FAKE-replication-password",
+        rewind="FAKE-rewind-password",
+        rest_api="FAKE-rest-api-password",
+        app="FAKE-app-password",
+    )
+
+
+def scram_sha256(role: str, password: str, iterations: int = 4096) -> str:
+    """PostgreSQL's SCRAM-SHA-256 verifier. The salt is derived from role and password
+    so renders are reproducible; it stays unique per (role, password)."""
+    salt = hashlib.sha256(f"pgha-salt:{role}:{password}".encode()).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

@@ -1,0 +1,190 @@
+"""python -m lab <command>: the pgha cluster, for real, on loopback addresses.
+
+  up          render the stack's node files, start 3 etcd + 3 Patroni/PostgreSQL + HAProxy,
+              wait with live progress, validate, print the status (safe when running)
+  status      the status table and validation
+  down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
+  switchover  planned switchover to another node
+  logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
+  psql        psql on the primary as the application user
+  start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from cloud_init.settings import SettingsError
+
+from . import cluster as c
+from .topology import Topology, default_prefix, default_run_dir, load_topology
+
+
+def _topo(args: argparse.Namespace) -> Topology:
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
+    if (run_dir / "lab.json").exists() and not getattr(args, "fresh", False):
+        return c.open_lab(run_dir)
+    return load_topology(args.stack, run_dir, args.prefix or default_prefix())
+
+
+def print_validation(results: list[c.CheckResult]) -> bool:
+    print("validation (the scripts the deploy-time remote commands run):")
+    for r in results:
+        print(f"  {'PASS' if r.ok else 'FAIL'}  {r.node:6} {r.check:27} {r.output}")
+    return all(r.ok for r in results)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    t0 = time.monotonic()
+    if c.running(topo):
+        print(f"lab {topo.stack} already running in {topo.run_dir}; checking it")
+    else:
+        print(f"lab {topo.stack}: rendering node files into {topo.run_dir}")
+        c.prepare(topo)
+        c.start_supervisor(topo)
+        print("started 3 etcd, 3 Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
+    c.wait_healthy(topo, timeout=args.timeout, show=True)
+    print(f"healthy after {time.monotonic() - t0:.1f}s")
+    ok = print_validation(c.validate(topo))
+    print()
+    print(c.status_table(topo))
+    if not ok:
+        print(f"\nvalidation FAILED; logs in {topo.run_dir}/logs", file=sys.stderr)
+        return 1
+    print("\nvalidation passed. Next: python -m lab switchover | python -m lab psql | python -m lab down")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    if not c.running(topo):
+        print(f"lab {topo.stack} is not running ({topo.run_dir})")
+        return 3
+    print(c.status_table(topo))
+    return 0 if print_validation(c.validate(topo, wait=0)) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
+    if not (run_dir / "lab.json").exists():
+        print(f"no lab in {run_dir}")
+        return 0
+    topo = c.open_lab(run_dir)
+    c.stop(topo)
+    left = c.leftover_pids(topo)
+    ports = c.bound_ports(topo)
+    if left or ports:
+        print(f"still running: pids {left}, ports {ports}", file=sys.stderr)
+        return 1
+    print(f"lab {topo.stack} stopped: no process left, no port bound")
+    if args.clean:
+        shutil.rmtree(run_dir)
+        print(f"removed {run_dir}")
+    return 0
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    lead = c.leader(topo)
+    if not lead:
+        print("no leader right now", file=sys.stderr)
+        return 1
+    cand = args.to or next(n for n in topo.pg_names if n != lead)
+    code, body = c.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
+    print(f"switchover {lead} -> {cand}: HTTP {code} {body.strip()}")
+    if code != 200:
+        return 1
+    c.wait_healthy(topo, timeout=60, show=True)
+    print(c.status_table(topo))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    path = topo.run_dir / "logs" / f"{args.node}.log"
+    if not path.exists():
+        print(f"no log {path}", file=sys.stderr)
+        return 1
+    lines = path.read_text(errors="replace").splitlines()
+    print("\n".join(lines[-args.lines :]))
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    os.environ["PGPASSFILE"] = str(topo.run_dir / "pgpass")
+    os.execvp("psql", ["psql", topo.dsn(), *args.psql_args])
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    print(f"{args.node}: pid {c.request_start(topo, args.node)}")
+    return 0
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    print(f"{args.node}: SIGKILL sent to {c.signal_node(topo, args.node, signal.SIGKILL)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stack", default=os.environ.get("PGHA_STACK", "dev"), help="stack whose Pulumi.<stack>.yaml to run (default dev)")
+    ap.add_argument("--run-dir", help="run directory (default /tmp/pgha-lab/<stack>, or $PGHA_LAB_DIR)")
+    ap.add_argument("--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="bring the lab up and validate it")
+    up.add_argument("--timeout", type=float, default=180)
+    sub.add_parser("status", help="status table and validation")
+    down = sub.add_parser("down", help="stop every lab process")
+    down.add_argument("--clean", action="store_true", help="also remove the run directory")
+    sw = sub.add_parser("switchover", help="planned switchover")
+    sw.add_argument("--to", help="candidate (default: any replica)")
+    lg = sub.add_parser("logs", help="show a daemon's log")
+    lg.add_argument("node")
+    lg.add_argument("-n", "--lines", type=int, default=50)
+    ps = sub.add_parser("psql", help="psql on the primary (application user)")
+    ps.add_argument("psql_args", nargs=argparse.REMAINDER)
+    st = sub.add_parser("start", help="start a stopped daemon")
+    st.add_argument("node")
+    kl = sub.add_parser("kill", help="SIGKILL a node's daemon (and its PostgreSQL)")
+    kl.add_argument("node")
+    sv = sub.add_parser("_supervise", help=argparse.SUPPRESS)
+    sv.add_argument("--run-dir", dest="sv_run_dir", required=True)
+    sv.add_argument("--prefix", dest="sv_prefix", required=True)
+    sv.add_argument("--stack", dest="sv_stack", required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "_supervise":
+        from .supervisor import main as supervise
+
+        return supervise(args.sv_stack, args.sv_run_dir, args.sv_prefix)
+    handlers = {
+        "up": cmd_up,
+        "status": cmd_status,
+        "down": cmd_down,
+        "switchover": cmd_switchover,
+        "logs": cmd_logs,
+        "psql": cmd_psql,
+        "start": cmd_start,
+        "kill": cmd_kill,
+    }
+    try:
+        return handlers[args.cmd](args)
+    except SettingsError as e:
+        print(f"Pulumi.{args.stack}.yaml: {e}", file=sys.stderr)
+        return 2
+    except c.LabError as e:
+        print(f"lab: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
