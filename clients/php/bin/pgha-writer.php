@@ -247,7 +247,8 @@ while (!$stop) {
     $retries = 0;
     $t = microtime(true);
     $t0 = hrtime(true);
-    $line = ['seq' => $seq, 'ok' => false, 'outcome' => null, 't' => $t];
+    $ok = false;
+    $server = $serverPort = $error = $sqlstate = null;
     try {
         $row = $connector->run(static function (PDO $pdo) use ($sql, $seq, $client): array {
             $st = $pdo->prepare($sql);
@@ -258,29 +259,36 @@ while (!$stop) {
 
             return is_array($r) ? $r : [];
         });
-        $line['ok'] = true;
-        $line['outcome'] = 'committed';
-        $line['server'] = $row['server'] ?? null;
-        $line['server_port'] = isset($row['server_port']) ? (int) $row['server_port'] : null;
-        $line['error'] = null;
-        $line['sqlstate'] = null;
+        $ok = true;
+        $outcome = 'committed';
+        $server = $row['server'] ?? null;
+        $serverPort = isset($row['server_port']) ? (int) $row['server_port'] : null;
     } catch (Throwable $e) {
-        // FailoverTimeout: every attempt failed before the INSERT was sent.
-        // A failover error thrown by run() itself happened after it was sent: unknown.
         if ($e instanceof FailoverTimeout) {
-            $line['outcome'] = 'not_committed';
+            // every attempt failed before the INSERT was sent
+            $outcome = 'not_committed';
         } elseif (ErrorClassifier::isFailover($e) && !ErrorClassifier::isPermanentConnectFailure($e)) {
-            $line['outcome'] = 'unknown';
+            // the connection broke after the INSERT was sent (run() does not retry it)
+            $outcome = 'unknown';
         } else {
-            $line['outcome'] = 'not_committed';
+            // an SQL error: PostgreSQL rolled the statement back
+            $outcome = 'not_committed';
         }
-        $line['server'] = null;
-        $line['server_port'] = null;
-        $line['error'] = get_class($e) . ': ' . oneLine($e->getMessage());
-        $line['sqlstate'] = ErrorClassifier::sqlState($e);
+        $error = get_class($e) . ': ' . oneLine($e->getMessage());
+        $sqlstate = ErrorClassifier::sqlState($e);
     }
-    $line['latency_ms'] = round((hrtime(true) - $t0) / 1e6, 3);
-    $line['retries'] = $retries;
+    $line = [
+        'seq' => $seq,
+        'ok' => $ok,
+        'outcome' => $outcome,
+        't' => $t,
+        'latency_ms' => round((hrtime(true) - $t0) / 1e6, 3),
+        'retries' => $retries,
+        'server' => $server,
+        'server_port' => $serverPort,
+        'sqlstate' => $sqlstate,
+        'error' => $error,
+    ];
     $counts[$line['outcome']]++;
     emit(STDOUT, $line);
     $seq++;

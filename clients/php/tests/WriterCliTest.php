@@ -173,7 +173,7 @@ final class WriterCliTest extends TestCase
         $elapsed = microtime(true) - $start;
 
         self::assertSame(0, $code);
-        self::assertGreaterThanOrEqual(3, substr_count($out, "\n"));
+        self::assertGreaterThanOrEqual(2, substr_count($out, "\n"), 'several attempts within --seconds');
         self::assertLessThan(5.0, $elapsed);
     }
 }
