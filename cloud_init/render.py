@@ -371,9 +371,7 @@ def render_patroni_node(
     tls = f"{layout.etc_dir}/tls"
     owner = f"{layout.pg_os_user}:{layout.pg_os_user}"
     config = patroni_config(settings, index, secrets, plan, layout)
-    check = _check_config(
-        settings, plan, layout, "patroni", name, {"ca": f"{tls}/ca.crt", "cert": f"{tls}/etcd-client.crt", "key": f"{tls}/etcd-client.key"}
-    )
+    check = _check_config(settings, plan, layout, "patroni", name, {"ca": f"{tls}/ca.crt", "cert": f"{tls}/etcd-client.crt", "key": f"{tls}/etcd-client.key"})
     bootstrap_sql = _tpl(
         "patroni/bootstrap.sql.j2",
         app_user=pg.app_user,
@@ -473,7 +471,9 @@ def render_patroni_node(
 # ------------------------------------------------------------------ application side
 
 
-def render_haproxy(settings: Settings, plan: AddressPlan | None = None, ca_file: str = "/etc/haproxy/pgha-ca.crt", bind: str = "127.0.0.1", extra_global: tuple[str, ...] = ()) -> str:
+def render_haproxy(
+    settings: Settings, plan: AddressPlan | None = None, ca_file: str = "/etc/haproxy/pgha-ca.crt", bind: str = "127.0.0.1", extra_global: tuple[str, ...] = ()
+) -> str:
     """HAProxy for application hosts (a stack output) and the lab: primary port checked
     on Patroni's /primary, read-only port on /replica."""
     plan = plan or settings.plan

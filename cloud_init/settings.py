@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -317,7 +318,7 @@ SCHEMA: dict[str, dict[str, Opt]] = {
         "haproxy_replica_port": Opt(int, default=5001, min=1, max=65535),
     },
     "access": {
-        "ssh_public_keys": Opt("str_list", required=True),
+        "ssh_public_keys": Opt("str_list", required=True, check=_ssh_key),
         "admin_cidrs": Opt("str_list", default=[]),
         "allow_world_admin": Opt(bool, default=False),
         "bastion": Opt({"enabled": Opt(bool, default=True), "flavor": Opt(str, default="d2-2")}, default={}),

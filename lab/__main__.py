@@ -1,13 +1,13 @@
 """python -m lab <command>: the pgha cluster, for real, on loopback addresses.
 
-  up          render the stack's node files, start 3 etcd + 3 Patroni/PostgreSQL + HAProxy,
-              wait with live progress, validate, print the status (safe when running)
-  status      the status table and validation
-  down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
-  switchover  planned switchover to another node
-  logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
-  psql        psql on the primary as the application user
-  start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
+up          render the stack's node files, start 3 etcd + 3 Patroni/PostgreSQL + HAProxy,
+            wait with live progress, validate, print the status (safe when running)
+status      the status table and validation
+down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
+switchover  planned switchover to another node
+logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
+psql        psql on the primary as the application user
+start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def cmd_switchover(args: argparse.Namespace) -> int:
     if not lead:
         print("no leader right now", file=sys.stderr)
         return 1
-    cand = args.to or next(n for n in topo.pg_names if n != lead)
+    cand = args.to or c.switchover_candidate(topo, lead)
     code, body = c.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
     print(f"switchover {lead} -> {cand}: HTTP {code} {body.strip()}")
     if code != 200:

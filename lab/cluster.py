@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cloud_init.render import RenderedNode
+from cloud_init.secrets import Passwords
 
 from .pki import LabCA
 from .supervisor import alive, postmaster_pid
 from .topology import ROOT, Topology, haproxy_config, load_topology, new_passwords, render_lab, run_user
-from cloud_init.secrets import Passwords
 
 
 class LabError(RuntimeError):
@@ -243,7 +243,9 @@ def rest(topo: Topology, node: str, path: str, timeout: float = 1.0) -> tuple[in
         return 0, None
 
 
-def rest_post(topo: Topology, node: str, path: str, body: dict[str, Any] | None, auth: bool = True, method: str = "POST", timeout: float = 30) -> tuple[int, str]:
+def rest_post(
+    topo: Topology, node: str, path: str, body: dict[str, Any] | None, auth: bool = True, method: str = "POST", timeout: float = 30
+) -> tuple[int, str]:
     import base64
 
     data = json.dumps(body).encode() if body is not None else None
@@ -277,10 +279,22 @@ def leader(topo: Topology) -> str | None:
     return leaders[0] if len(leaders) == 1 else None
 
 
+def switchover_candidate(topo: Topology, leader_name: str) -> str:
+    """A healthy replica Patroni will accept: the sync standby in synchronous mode."""
+    ms = (cluster(topo) or {}).get("members", [])
+    sync = [m["name"] for m in ms if m.get("role") == "sync_standby" and m.get("state") == "streaming"]
+    streaming = [m["name"] for m in ms if m["name"] != leader_name and m.get("state") == "streaming"]
+    if sync:
+        return sync[0]
+    if streaming:
+        return streaming[0]
+    raise LabError("no streaming replica to switch over to")
+
+
 def etcd_health(topo: Topology) -> dict[str, bool]:
     out = {}
     ctx = _ssl_ctx(topo, client=True)
-    for n, ip in zip(topo.etcd_names, topo.plan.etcd):
+    for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
         try:
             with urllib.request.urlopen(f"https://{ip}:{topo.settings.etcd.client_port}/health", context=ctx, timeout=1) as r:
                 out[n] = json.loads(r.read()).get("health") in ("true", True)
@@ -361,7 +375,9 @@ def validate(topo: Topology, wait: float = 30) -> list[CheckResult]:
     for n in topo.etcd_names:
         lay = topo.layout(n)
         p = run_as_user([lay.python, f"{lay.bin_dir}/pgha-check-etcd", "--config", f"{lay.etc_dir}/check.json", "--wait", str(wait)])
-        results.append(CheckResult(n, "pgha-check-etcd", p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-1:][0] if (p.stdout + p.stderr).strip() else ""))
+        results.append(
+            CheckResult(n, "pgha-check-etcd", p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-1:][0] if (p.stdout + p.stderr).strip() else "")
+        )
     for n in topo.pg_names:
         lay = topo.layout(n)
         p = run_as_user([lay.python, f"{lay.bin_dir}/pgha-check-patroni", "--config", f"{lay.etc_dir}/check.json", "--wait", str(wait)])
@@ -385,12 +401,21 @@ def status_table(topo: Topology) -> str:
         lag = m.get("lag", "")
         if isinstance(lag, dict):  # Patroni 4 may report receive/replay lag
             lag = lag.get("replay", "")
-        rows.append((n, topo.address(n), m.get("role", "down"), m.get("state", "unreachable"), str(m.get("timeline", "")), "" if m.get("role") == "leader" else str(lag)))
+        rows.append(
+            (
+                n,
+                topo.address(n),
+                m.get("role", "down"),
+                m.get("state", "unreachable"),
+                str(m.get("timeline", "")),
+                "" if m.get("role") == "leader" else str(lag),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["PostgreSQL / Patroni"] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    out = ["PostgreSQL / Patroni"] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     health = etcd_health(topo)
     out.append("etcd")
-    for n, ip in zip(topo.etcd_names, topo.plan.etcd):
+    for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
         out.append(f"  {n}  https://{ip}:{topo.settings.etcd.client_port}  {'healthy' if health.get(n) else 'UNHEALTHY'}")
     ep = topo.settings.endpoint
     out.append("endpoints")
@@ -399,5 +424,5 @@ def status_table(topo: Topology) -> str:
     for n in topo.pg_names:
         out.append(f"  Patroni REST      {topo.rest_url(n)}")
     out.append("DSN (password in the lab's pgpass):")
-    out.append(f"  PGPASSFILE={topo.run_dir}/pgpass psql \"{topo.dsn()}\"")
+    out.append(f'  PGPASSFILE={topo.run_dir}/pgpass psql "{topo.dsn()}"')
     return "\n".join(out)

@@ -31,7 +31,7 @@ def _pem_cert(cert: x509.Certificate) -> str:
 class LabCA:
     def __init__(self, name: str, days: int = VALIDITY_DAYS):
         self.key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.cert = (
             x509.CertificateBuilder()
@@ -53,7 +53,7 @@ class LabCA:
 
     def issue(self, common_name: str, ips: list[str], server: bool = True, client: bool = True) -> KeyPair:
         key = _key()
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
         builder = (
             x509.CertificateBuilder()

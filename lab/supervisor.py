@@ -105,7 +105,13 @@ class Supervisor:
             kw = {"user": self.user, "group": self.user, "extra_groups": []}
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.run_dir), "ETCDCTL_API": "3"}
         self.procs[name] = subprocess.Popen(
-            self.cmds[name], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.run_dir, env=env, **kw  # type: ignore[arg-type]
+            self.cmds[name],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.run_dir,
+            env=env,
+            **kw,  # type: ignore[arg-type]
         )
         log.close()
         self.write_state()

@@ -47,9 +47,12 @@ def default_prefix() -> str:
 
 
 def lab_plan(settings: Settings, prefix: str) -> AddressPlan:
-    """etcd on <prefix>.1.N, PostgreSQL/Patroni on <prefix>.2.N, HAProxy on <prefix>.3.1."""
+    """etcd on <prefix>.1.N, PostgreSQL/Patroni on <prefix>.2.N, HAProxy on <prefix>.3.1.
+
+    The "subnet" is all of 127.0.0.0/8: the kernel sources loopback connections from
+    127.0.0.1, so that is where pg_hba sees peers and clients come from."""
     return AddressPlan(
-        cidr=f"{prefix}.0.0/16",
+        cidr="127.0.0.0/8",  # contains 127.0.0.1, the source address of loopback connections
         gateway_ip=f"{prefix}.0.1",
         etcd=tuple(f"{prefix}.1.{i + 1}" for i in range(settings.etcd.members)),
         patroni=tuple(f"{prefix}.2.{i + 1}" for i in range(settings.patroni.nodes)),
@@ -151,7 +154,9 @@ class Topology:
         pg = self.settings.patroni
         port = self.settings.endpoint.haproxy_replica_port if replica else self.settings.endpoint.haproxy_primary_port
         # HAProxy forwards TCP: TLS is end to end, verify-ca (the server cert names the node, not HAProxy).
-        return f"host={self.haproxy_addr} port={port} dbname={pg.app_database} user={pg.app_user} sslmode=verify-ca sslrootcert={self.ca_file} connect_timeout=2"
+        return (
+            f"host={self.haproxy_addr} port={port} dbname={pg.app_database} user={pg.app_user} sslmode=verify-ca sslrootcert={self.ca_file} connect_timeout=2"
+        )
 
 
 def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = None, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> Topology:

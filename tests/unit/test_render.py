@@ -1,0 +1,246 @@
+"""Rendered node files: structure, security invariants, goldens, cloud-init schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cloud_init.__main__ import fake_render, main
+from cloud_init.render import TEMPLATES, render_cluster, render_haproxy
+from cloud_init.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords, scram_sha256
+from cloud_init.settings import load_stack_file
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "golden"
+STACKS = ["dev", "prod"]
+
+
+def nodes(stack: str):
+    s = load_stack_file(stack, ROOT)
+    e = [EtcdNodeSecrets(FAKE_CA, fake_keypair(f"e{i}")) for i in range(s.etcd.members)]
+    p = [PatroniNodeSecrets(FAKE_CA, fake_keypair(f"s{i}"), fake_keypair(f"c{i}"), fake_passwords()) for i in range(s.patroni.nodes)]
+    return s, render_cluster(s, e, p)
+
+
+def cloud_config(node) -> dict:
+    assert node.user_data.startswith("#cloud-config\n")
+    return yaml.safe_load(node.user_data)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_user_data_carries_every_file(stack: str) -> None:
+    _, rendered = nodes(stack)
+    assert [n.role for n in rendered].count("etcd") == 3 and [n.role for n in rendered].count("patroni") == 3
+    for n in rendered:
+        doc = cloud_config(n)
+        written = {f["path"]: f for f in doc["write_files"]}
+        assert set(written) == {f.path for f in n.files}
+        for f in n.files:
+            assert written[f.path]["content"] == f.content
+            assert written[f.path]["permissions"] == f.mode
+            if f.secret:
+                assert f.mode == "0600", f.path
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_etcd_config_is_tls_with_client_certs(stack: str) -> None:
+    s, rendered = nodes(stack)
+    etcd = [n for n in rendered if n.role == "etcd"]
+    for i, n in enumerate(etcd):
+        cfg = yaml.safe_load(n.file("/etcd.yml").content)
+        assert cfg["name"] == f"etcd{i + 1}"
+        for side in ("client-transport-security", "peer-transport-security"):
+            assert cfg[side]["client-cert-auth"] is True
+            assert cfg[side]["trusted-ca-file"].endswith("ca.crt")
+        assert cfg["listen-client-urls"] == f"https://{s.plan.etcd[i]}:2379"
+        assert cfg["initial-cluster"] == ",".join(f"etcd{j + 1}=https://{ip}:2380" for j, ip in enumerate(s.plan.etcd))
+        assert cfg["enable-v2"] is False
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_patroni_config_invariants(stack: str) -> None:
+    s, rendered = nodes(stack)
+    for i, n in enumerate([n for n in rendered if n.role == "patroni"]):
+        cfg = yaml.safe_load(n.file("/patroni.yml").content)
+        dcs = cfg["bootstrap"]["dcs"]
+        assert dcs["failsafe_mode"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+        assert "data-checksums" in cfg["bootstrap"]["initdb"]
+        assert dcs["synchronous_mode"] is s.patroni.synchronous_mode
+        assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
+        assert cfg["etcd3"]["protocol"] == "https" and cfg["etcd3"]["cert"] and cfg["etcd3"]["key"]
+        assert cfg["etcd3"]["hosts"] == [f"{ip}:2379" for ip in s.plan.etcd]
+        assert cfg["restapi"]["authentication"]["password"] == fake_passwords().rest_api
+        assert cfg["restapi"]["certfile"] and cfg["restapi"]["keyfile"]
+        assert cfg["postgresql"]["parameters"]["ssl"] == "on"
+        assert cfg["postgresql"]["listen"] == f"{s.plan.patroni[i]}:5432"
+        assert cfg["watchdog"]["mode"] == s.patroni.watchdog
+        assert cfg["postgresql"]["data_dir"].startswith("/var/lib/postgresql/")
+        for role in ("replication", "rewind"):
+            assert cfg["postgresql"]["authentication"][role]["sslmode"] == "verify-full"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pg_hba_is_hostssl_scram_only(stack: str) -> None:
+    s, rendered = nodes(stack)
+    cfg = yaml.safe_load(next(n for n in rendered if n.role == "patroni").file("/patroni.yml").content)
+    hba = cfg["postgresql"]["pg_hba"]
+    for line in hba:
+        f = line.split()
+        assert not re.search(r"\b(trust|md5|password)\b", line), line
+        if f[0] == "local":
+            assert f[-2:] == ["peer", "map=pgha"] or f[-1] == "peer", line
+        elif f[-1] != "reject":
+            assert f[0] == "hostssl" and f[-1] == "scram-sha-256", line
+            assert f[3] in (s.plan.cidr, *s.patroni.app_cidrs), line
+    repl = [line for line in hba if " replication " in f" {line} " and line.startswith("hostssl")]
+    assert repl == [f"hostssl replication replicator {s.plan.cidr} scram-sha-256"]
+    assert not [line for line in hba if line.startswith("hostssl") and line.split()[2] == "replicator" and line.split()[1] != "replication"]
+    assert not [line for line in hba if line.startswith("hostssl") and line.split()[2] == "postgres"], "superuser over the network"
+    assert hba[-2:] == ["host all all 0.0.0.0/0 reject", "host all all ::/0 reject"]
+
+
+def test_app_password_only_as_scram_verifier() -> None:
+    _, rendered = nodes("dev")
+    for n in rendered:
+        for f in n.files:
+            assert fake_passwords().app not in f.content, f.path
+    sql = next(n for n in rendered if n.role == "patroni").file("/bootstrap.sql").content
+    assert scram_sha256("app", fake_passwords().app) in sql
+
+
+def test_scram_verifier_matches_postgres_format() -> None:
+    v = scram_sha256("app", "secret")
+    assert re.fullmatch(r"SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]{24}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}", v)
+    assert v == scram_sha256("app", "secret") and v != scram_sha256("app", "other")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_patroni_waits_for_etcd_and_watchdog_on_vms(stack: str) -> None:
+    _, rendered = nodes(stack)
+    pg = next(n for n in rendered if n.role == "patroni")
+    unit = pg.file("pgha-patroni.service").content
+    assert re.search(r"^ExecStartPre=/usr/local/sbin/pgha-check-etcd .*--reachable", unit, re.M)
+    assert "softdog" in pg.file("/etc/modules-load.d/softdog.conf").content
+    doc = cloud_config(pg)
+    assert doc["mounts"][0][1] == "/var/lib/postgresql"
+    assert doc["fs_setup"][0]["overwrite"] is False
+    assert ["systemctl", "enable", "--now", "pgha-patroni.service"] in doc["runcmd"]
+
+
+def test_patroni_pinned_same_as_lab() -> None:
+    _, rendered = nodes("dev")
+    pg = next(n for n in rendered if n.role == "patroni")
+    pinned = (ROOT / "cloud_init" / "patroni-requirements.txt").read_text()
+    assert re.search(r"^patroni\[etcd3\]==\d+\.\d+\.\d+$", pinned, re.M)
+    assert pg.file("/patroni-requirements.txt").content == pinned
+    assert "patroni-requirements.txt" in (ROOT / "scripts" / "setup.sh").read_text()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_host_firewall_never_opens_cluster_ports_to_the_world(stack: str) -> None:
+    s, rendered = nodes(stack)
+    for n in rendered:
+        nft = n.file("/etc/nftables.conf").content
+        assert "policy drop" in nft
+        assert "0.0.0.0/0" not in nft
+        if n.role == "etcd":
+            assert re.search(r"ip saddr \{ " + ", ".join(map(re.escape, s.plan.etcd)) + r" \} tcp dport 2380 accept", nft)
+
+
+def test_haproxy_checks_patroni_endpoints() -> None:
+    s = load_stack_file("dev", ROOT)
+    cfg = render_haproxy(s)
+    assert "uri /primary" in cfg and "uri /replica" in cfg and "on-marked-down shutdown-sessions" in cfg
+    for ip in s.plan.patroni:
+        assert f"{ip}:5432 check port 8008" in cfg
+
+
+def test_haproxy_config_is_valid(tmp_path: Path) -> None:
+    if not shutil.which("haproxy"):
+        pytest.fail("haproxy is not installed: run scripts/setup.sh")
+    s = load_stack_file("prod", ROOT)
+    (tmp_path / "ca.crt").write_text(FAKE_CA)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy(s, ca_file=str(tmp_path / "ca.crt")))
+    p = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    # The fake CA is not a certificate; everything else must parse.
+    assert p.returncode == 0 or "ca-file" in p.stderr, p.stderr
+
+
+def test_templates_have_no_defaults_or_is_defined() -> None:
+    for t in TEMPLATES.rglob("*.j2"):
+        text = t.read_text()
+        assert "default(" not in text, t
+        assert "is defined" not in text, t
+        first = text.splitlines()[1] if text.startswith("#!") else text.splitlines()[0]
+        assert first.startswith(("#", "--", ";")), f"{t}: must start with a comment saying what it produces"
+
+
+def test_render_is_pure_no_pulumi_import() -> None:
+    for f in (ROOT / "cloud_init").rglob("*.py"):
+        assert "import pulumi" not in f.read_text() and "from pulumi" not in f.read_text(), f
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_golden_renders_are_current(stack: str) -> None:
+    files = fake_render(load_stack_file(stack, ROOT))
+    golden = GOLDEN / stack
+    on_disk = {str(p.relative_to(golden)): p.read_text() for p in golden.rglob("*") if p.is_file()}
+    assert set(on_disk) == set(files), "golden file set changed: run make golden and review the diff"
+    for rel, content in files.items():
+        assert on_disk[rel] == content, f"tests/golden/{stack}/{rel} is stale: run make golden and review the diff"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_command_output_passes_cloud_init_schema(stack: str, tmp_path: Path) -> None:
+    if not shutil.which("cloud-init"):
+        pytest.fail("cloud-init is not installed: run scripts/setup.sh")
+    assert main(["render", "--stack", stack, "--out", str(tmp_path / "out")]) == 0
+    user_data = sorted((tmp_path / "out").rglob("user-data"))
+    assert len(user_data) == 6
+    for f in user_data:
+        p = subprocess.run(["cloud-init", "schema", "-c", str(f)], capture_output=True, text=True)
+        assert p.returncode == 0, f"{f}: {p.stdout}{p.stderr}"
+        assert "Valid cloud-config" in p.stdout + p.stderr
+
+
+def test_cloud_init_schema_rejects_a_broken_user_data(tmp_path: Path) -> None:
+    """The schema check above can fail: a wrong key in write_files is caught."""
+    _, rendered = nodes("dev")
+    bad = rendered[0].user_data.replace("permissions:", "permission:", 1)
+    f = tmp_path / "user-data"
+    f.write_text(bad)
+    p = subprocess.run(["cloud-init", "schema", "-c", str(f)], capture_output=True, text=True)
+    assert p.returncode != 0
+
+
+def test_render_command_with_broken_stack_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "proj"
+    root.mkdir()
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["pgha:etcd"]["members"] = 4
+    doc["config"]["pgha:patroni"]["ttl"] = 10
+    doc["config"]["pgha:network"]["cidr"] = "8.8.8.0/24"
+    (root / "Pulumi.dev.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    assert main(["render", "--stack", "dev", "--out", str(out), "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    for path in ("etcd.members", "patroni.ttl", "network.cidr"):
+        assert path in err
+    assert not out.exists()
+
+
+def test_check_json_lists_every_member() -> None:
+    s, rendered = nodes("prod")
+    pg = next(n for n in rendered if n.role == "patroni")
+    check = json.loads(pg.file("/check.json").content)
+    assert check["etcd"]["members"] == ["etcd1", "etcd2", "etcd3"]
+    assert check["patroni"]["members"] == ["pg1", "pg2", "pg3"]
+    assert check["patroni"]["synchronous_mode"] is True
