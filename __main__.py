@@ -1,0 +1,46 @@
+"""pgha: HA PostgreSQL (etcd + Patroni) on OVHcloud Public Cloud. Load config -> build -> export."""
+
+from dataclasses import replace
+
+import pulumi
+
+from cloud_init.render import etcd_urls, libpq_dsn, render_haproxy
+from components.access import Access, AccessArgs
+from components.config import load_stack_config
+from components.endpoint import Endpoint, EndpointArgs
+from components.etcd import EtcdCluster, EtcdClusterArgs
+from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.nodes import Placement
+from components.patroni import PatroniCluster, PatroniClusterArgs
+from components.pki import Pki, PkiArgs
+from components.validation import Validation, ValidationArgs
+
+cfg = load_stack_config()  # raises with every problem before any resource exists
+s, plan = cfg.settings, cfg.settings.plan
+network = PrivateNetwork("network", PrivateNetworkArgs(settings=s, service_name=cfg.cloud_project))
+access = Access("access", AccessArgs(settings=s, network_id=network.network_id, subnet_id=network.subnet_id))
+pki = Pki("pki", PkiArgs(settings=s))
+sg = access.security_group_ids
+etcd_place = Placement(
+    network.network_id, network.subnet_id, security_group_id=sg["etcd"], key_pair=access.key_pair_name, depends_on=network.egress, roll=cfg.roll
+)
+pg_place = replace(etcd_place, security_group_id=sg["patroni"])
+etcd = EtcdCluster("etcd", EtcdClusterArgs(s, etcd_place, pki.ca_cert, pki.etcd))
+patroni = PatroniCluster("patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client))
+endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
+Validation("validation", ValidationArgs(s, access.private_key, access.bastion_ip, etcd.instances, patroni.instances))
+
+pulumi.export("network_id", network.network_id)
+pulumi.export("subnet_id", network.subnet_id)
+pulumi.export("etcd_addresses", list(plan.etcd))
+pulumi.export("patroni_addresses", list(plan.patroni))
+pulumi.export("etcd_client_urls", etcd_urls(s, plan))
+pulumi.export("patroni_rest_urls", [f"https://{ip}:{s.patroni.rest_port}" for ip in plan.patroni])
+pulumi.export("libpq_dsn", libpq_dsn(s))
+pulumi.export("ca_certificate", pki.ca_cert)
+pulumi.export("app_user", s.patroni.app_user)
+pulumi.export("app_password", patroni.app_password)
+pulumi.export("haproxy_config", render_haproxy(s))
+for key, value in {"dns_name": endpoint.dns_name, "lb_address": endpoint.lb_address, "bastion_ip": access.bastion_ip}.items():
+    if value is not None:  # only when enabled
+        pulumi.export(key, value)

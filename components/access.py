@@ -1,0 +1,176 @@
+"""Access: who may talk to which node, and how operators and the deploy get in.
+
+- A deploy SSH key (pulumi-tls, ED25519) registered as the OpenStack keypair of every
+  node: the validation commands use it; operators use their own keys from
+  ``access.ssh_public_keys`` (rendered into each node's cloud-init).
+- Security groups, the same allow-list the renderer writes into each node's nftables
+  host firewall (:func:`ingress_rules` mirrors ``cloud_init/render.py``). OVH does not
+  enforce security groups on vRack (private network) ports, so the host firewall is
+  what actually filters there; the groups document the intent, are enforced on public
+  ports (the bastion's) and on any platform that enforces them. Both, never one.
+- Optionally a bastion: the only public IP, SSH from ``access.admin_cidrs`` only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_tls as tls
+import yaml
+
+from cloud_init.render import hostname
+from cloud_init.settings import Settings
+
+TYPE = "pgha:index:Access"
+#: OVH's public network: an interface on it gets a public IPv4 (security groups enforced).
+PUBLIC_NETWORK = "Ext-Net"
+#: Default user of OVH's Debian images (passwordless sudo).
+SSH_USER = "debian"
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """One allowed inbound TCP flow."""
+
+    role: str
+    """Security group it belongs to: etcd, patroni or bastion."""
+    port: int
+    """Destination TCP port."""
+    cidr: str
+    """Allowed source network (a /32 for a single node)."""
+    description: str
+    """Why it is open."""
+
+
+def ingress_rules(settings: Settings) -> list[IngressRule]:
+    """Every inbound rule, per role. Same sources as the nftables rules of the renderer."""
+    plan, e, pg, acc = settings.plan, settings.etcd, settings.patroni, settings.access
+    host = lambda ip: f"{ip}/32"  # noqa: E731
+    ssh_from = [host(plan.bastion)] if acc.bastion.enabled else [plan.cidr]
+    rules: list[IngressRule] = []
+    for role in ("etcd", "patroni"):
+        rules += [IngressRule(role, 22, c, "ssh from the bastion") for c in ssh_from]
+    rules += [IngressRule("etcd", e.client_port, host(ip), "etcd clients: Patroni nodes") for ip in plan.patroni]
+    rules += [IngressRule("etcd", e.client_port, host(ip), "etcd clients: etcd peers") for ip in plan.etcd]
+    rules += [IngressRule("etcd", e.peer_port, host(ip), "etcd peers") for ip in plan.etcd]
+    rules += [IngressRule("patroni", pg.port, c, "PostgreSQL from the subnet and application networks") for c in (plan.cidr, *pg.app_cidrs)]
+    rules.append(IngressRule("patroni", pg.rest_port, plan.cidr, "Patroni REST API from the subnet (peers, load balancer health checks)"))
+    if acc.bastion.enabled:
+        rules += [IngressRule("bastion", 22, c, "ssh from admin networks") for c in acc.admin_cidrs]
+    return rules
+
+
+def bastion_user_data(settings: Settings) -> str:
+    """The bastion's #cloud-config: operators' keys, no passwords. Holds no secret."""
+    doc = {
+        "hostname": hostname(settings, "bastion"),
+        "preserve_hostname": False,
+        "ssh_authorized_keys": list(settings.access.ssh_public_keys),
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "package_update": True,
+        "package_upgrade": True,
+    }
+    return "#cloud-config\n# pgha bastion, rendered by components/access.py\n" + yaml.safe_dump(doc, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class AccessArgs:
+    settings: Settings
+    """Validated stack settings: ``access``, ports and the address plan."""
+    network_id: pulumi.Input[str]
+    """OpenStack id of the private network (the bastion's private port)."""
+    subnet_id: pulumi.Input[str]
+    """OpenStack id of the private subnet."""
+
+
+class Access(pulumi.ComponentResource):
+    """Deploy keypair, security groups, optional bastion."""
+
+    key_pair_name: pulumi.Output[str]
+    """Name of the OpenStack keypair every node is created with."""
+    private_key: pulumi.Output[str]
+    """OpenSSH private key of the deploy keypair (secret)."""
+    security_group_ids: dict[str, pulumi.Output[str]]
+    """Security group id per role: etcd, patroni (and bastion when enabled)."""
+    bastion_ip: pulumi.Output[str] | None
+    """Public IPv4 of the bastion; None when the bastion is disabled."""
+
+    def __init__(self, name: str, args: AccessArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(TYPE, name, None, opts)
+        s = args.settings
+        region = s.network.region
+        child = pulumi.ResourceOptions(parent=self)
+
+        key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
+        self.private_key = pulumi.Output.secret(key.private_key_openssh)
+        self.keypair = openstack.compute.Keypair(f"{name}-keypair", name=f"pgha-{s.stack}-deploy", public_key=key.public_key_openssh, region=region, opts=child)
+        self.key_pair_name = self.keypair.name
+
+        rules = ingress_rules(s)
+        self.security_groups: dict[str, openstack.networking.SecGroup] = {}
+        for role in dict.fromkeys(r.role for r in rules):
+            self.security_groups[role] = openstack.networking.SecGroup(
+                f"{name}-{role}-sg",
+                name=f"pgha-{s.stack}-{role}",
+                description=f"pgha {s.stack}: inbound allow-list of {role} nodes (mirrors their nftables host firewall)",
+                region=region,
+                opts=child,
+            )
+        self.rules = [
+            openstack.networking.SecGroupRule(
+                f"{name}-{r.role}-{r.port}-{r.cidr.replace('/', '_')}",
+                security_group_id=self.security_groups[r.role].id,
+                direction="ingress",
+                ethertype="IPv6" if ipaddress.ip_network(r.cidr).version == 6 else "IPv4",
+                protocol="tcp",
+                port_range_min=r.port,
+                port_range_max=r.port,
+                remote_ip_prefix=r.cidr,
+                description=r.description,
+                region=region,
+                opts=child,
+            )
+            for r in rules
+        ]
+        self.security_group_ids = {role: sg.id for role, sg in self.security_groups.items()}
+
+        self.bastion: openstack.compute.Instance | None = None
+        self.bastion_ip = None
+        if s.access.bastion.enabled:
+            sg = self.security_groups["bastion"]
+            port = openstack.networking.Port(
+                f"{name}-bastion-port",
+                name=hostname(s, "bastion"),
+                network_id=args.network_id,
+                fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion)],
+                security_group_ids=[sg.id],
+                region=region,
+                opts=child,
+            )
+            self.bastion = openstack.compute.Instance(
+                f"{name}-bastion",
+                name=hostname(s, "bastion"),
+                region=region,
+                flavor_name=s.access.bastion.flavor,
+                image_name=s.etcd.image,
+                key_pair=self.key_pair_name,
+                user_data=bastion_user_data(s),
+                # Nova applies instance-level security groups to the port it creates on
+                # Ext-Net (the public one); the private port carries its own.
+                security_groups=[sg.name],
+                networks=[
+                    openstack.compute.InstanceNetworkArgs(name=PUBLIC_NETWORK, access_network=True),
+                    openstack.compute.InstanceNetworkArgs(port=port.id),
+                ],
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            )
+            self.bastion_ip = self.bastion.access_ip_v4
+
+        outputs: dict[str, object] = {"key_pair_name": self.key_pair_name, "security_group_ids": self.security_group_ids}
+        if self.bastion_ip is not None:
+            outputs["bastion_ip"] = self.bastion_ip
+        self.register_outputs(outputs)

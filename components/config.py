@@ -1,0 +1,107 @@
+"""The ONE place that reads ``pulumi.Config``: stack config -> validated settings.
+
+Gathers every ``pgha:*`` key of the stack (known sections and unknown ones, so a typo
+such as ``pgha:patroini`` is an error, not a silently ignored key), adds the OVH Public
+Cloud project id and the nodes to roll from the environment, and validates everything
+at once with
+:func:`cloud_init.settings.load`. A bad config raises :class:`SettingsError` listing
+every problem before ``__main__`` creates a single resource.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi.runtime.config as runtime_config
+
+from cloud_init.settings import PROJECT, SECTIONS, Settings, SettingsError, load
+
+#: Environment variable holding the OVH Public Cloud project id (the OVH provider reads
+#: the same variable when a resource omits ``service_name``).
+CLOUD_PROJECT_ENV = "OVH_CLOUD_PROJECT_SERVICE"
+CLOUD_PROJECT_RE = re.compile(r"^[0-9a-f]{32}$")
+#: Environment variable naming the nodes to roll in this update, e.g. ``PGHA_ROLL=pg2``:
+#: an operation, not configuration, so it is not part of the stack's config.
+ROLL_ENV = "PGHA_ROLL"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything ``__main__`` needs from outside the program."""
+
+    settings: Settings
+    """Validated ``pgha:*`` settings, every default resolved."""
+    cloud_project: str
+    """OVH Public Cloud project id (32 hex digits), a.k.a. the project's service name."""
+    roll: frozenset[str] = frozenset()
+    """Nodes whose instances follow user-data and image changes in this update."""
+
+
+def config_keys() -> set[str]:
+    """Every config key the engine handed to this program, as ``namespace:name``.
+
+    The Python language host passes the stack's config as JSON in ``PULUMI_CONFIG``;
+    the mocks and the automation API set it with ``set_all_config``. Both are read.
+    """
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    out = set()
+    for key in keys:
+        ns, _, name = str(key).partition(":")
+        out.add(f"{ns}:{name.removeprefix('config:')}")
+    return out
+
+
+def raw_sections() -> dict[str, Any]:
+    """The stack's ``pgha:*`` values, section -> parsed value (unknown keys included)."""
+    cfg = pulumi.Config(PROJECT)
+    names = {k.partition(":")[2] for k in config_keys() if k.startswith(f"{PROJECT}:")}
+    raw: dict[str, Any] = {}
+    for name in sorted(names | set(SECTIONS)):
+        try:
+            value = cfg.get_object(name)
+        except pulumi.ConfigTypeError:
+            value = cfg.get(name)  # not JSON: a plain string, reported by load() with its path
+        if value is not None:
+            raw[name] = value
+    return raw
+
+
+def cloud_project(problems: list[tuple[str, str]]) -> str:
+    value = os.environ.get(CLOUD_PROJECT_ENV, "").strip()
+    if not value:
+        problems.append((CLOUD_PROJECT_ENV, "environment variable is not set: export the OVH Public Cloud project id (32 hex digits)"))
+    elif not CLOUD_PROJECT_RE.match(value):
+        problems.append((CLOUD_PROJECT_ENV, f"must be an OVH Public Cloud project id (32 lowercase hex digits), got {value!r}"))
+    return value
+
+
+def roll_nodes() -> frozenset[str]:
+    return frozenset(n.strip() for n in os.environ.get(ROLL_ENV, "").split(",") if n.strip())
+
+
+def check_roll(settings: Settings, roll: frozenset[str], problems: list[tuple[str, str]]) -> None:
+    plan = settings.plan
+    known = [plan.etcd_name(i) for i in range(len(plan.etcd))] + [plan.patroni_name(i) for i in range(len(plan.patroni))]
+    unknown = sorted(roll - set(known))
+    if unknown:
+        problems.append((ROLL_ENV, f"unknown node(s) {', '.join(unknown)}; nodes of this stack: {', '.join(known)}"))
+
+
+def load_stack_config() -> StackConfig:
+    """Read and validate this stack's config; raise once with every problem."""
+    problems: list[tuple[str, str]] = []
+    raw = raw_sections()
+    project = cloud_project(problems)
+    roll = roll_nodes()
+    try:
+        settings = load(pulumi.get_stack(), raw)
+    except SettingsError as e:
+        raise SettingsError(problems + e.problems) from None
+    check_roll(settings, roll, problems)
+    if problems:
+        raise SettingsError(problems)
+    return StackConfig(settings=settings, cloud_project=project, roll=roll)

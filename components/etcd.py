@@ -1,0 +1,93 @@
+"""EtcdCluster: the etcd members Patroni uses as its DCS.
+
+One fixed-IP port and one instance per member, in an anti-affinity server group, no
+public IP. Each instance's user-data is ``cloud_init.render.render_etcd_node`` computed
+inside ``Output.apply`` from the member's certificate and key, and is a secret.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_openstack as openstack
+
+from cloud_init.render import hostname, render_etcd_node
+from cloud_init.secrets import EtcdNodeSecrets, KeyPair
+from cloud_init.settings import Settings
+
+from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
+from .pki import TlsKeyPair
+
+TYPE = "pgha:index:EtcdCluster"
+
+
+@dataclass(frozen=True)
+class EtcdClusterArgs:
+    settings: Settings
+    """Validated stack settings (the renderer needs all of it; addresses from ``plan.etcd``)."""
+    placement: Placement
+    """Network, security group, keypair and boot dependencies of the members."""
+    ca_cert: pulumi.Input[str]
+    """PEM of the cluster CA."""
+    certs: Sequence[TlsKeyPair]
+    """One certificate + key per member, in plan order."""
+
+
+class EtcdCluster(pulumi.ComponentResource):
+    """``settings.etcd.members`` etcd members on fixed private addresses."""
+
+    names: list[str]
+    """Member names in plan order (etcd1, etcd2, ...)."""
+    addresses: list[str]
+    """Member addresses in plan order."""
+    instances: list[openstack.compute.Instance]
+    """The member instances, in plan order."""
+
+    def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(TYPE, name, None, opts)
+        s = args.settings
+        plan = s.plan
+        if len(args.certs) != len(plan.etcd):
+            raise ValueError(f"{name}: {len(args.certs)} certificates for {len(plan.etcd)} etcd members")
+        region = s.network.region
+        self.names = [plan.etcd_name(i) for i in range(len(plan.etcd))]
+        self.addresses = list(plan.etcd)
+        group = server_group(self, name, f"pgha-{s.stack}-etcd", region)
+        image = image_id(self, s.etcd.image, region)
+
+        self.instances = []
+        self.user_data: list[pulumi.Output[str]] = []
+        for i, (member, ip) in enumerate(zip(self.names, self.addresses, strict=True)):
+            res = f"{name}-{member}"
+            port = fixed_port(self, res, hostname(s, member), ip, args.placement, region)
+            pair = args.certs[i]
+            user_data: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(functools.partial(_user_data, s, i))
+            )
+            self.user_data.append(user_data)
+            self.instances.append(
+                openstack.compute.Instance(
+                    res,
+                    name=hostname(s, member),
+                    region=region,
+                    flavor_name=s.etcd.flavor,
+                    image_id=image,
+                    key_pair=args.placement.key_pair,
+                    user_data=user_data,
+                    networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
+                    scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=group.id)],
+                    metadata={"pgha-stack": s.stack, "pgha-role": "etcd", "pgha-member": member},
+                    opts=instance_opts(self, args.placement, member),
+                )
+            )
+
+        self.register_outputs({"names": self.names, "addresses": self.addresses, "instance_ids": [i.id for i in self.instances]})
+
+
+def _user_data(settings: Settings, index: int, values: dict[str, str]) -> str:
+    """Runs inside Output.apply, once the member's certificate and key are known."""
+    secrets = EtcdNodeSecrets(ca_cert=values["ca"], node=KeyPair(cert=values["cert"], key=values["key"]))
+    return render_etcd_node(settings, index, secrets).user_data

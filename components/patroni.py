@@ -1,0 +1,161 @@
+"""PatroniCluster: PostgreSQL managed by Patroni, one data volume per node.
+
+Per node: a protected Cinder volume (PostgreSQL's data, never deleted by a node
+replacement or by ``pulumi destroy`` without an explicit unprotect), a fixed-IP port and
+an instance in an anti-affinity server group that boots with the volume attached (the
+volume must exist at first boot: cloud-init formats it once and mounts it before
+PostgreSQL is installed). User-data is ``cloud_init.render.render_patroni_node``
+computed inside ``Output.apply`` from the node's certificates and the role passwords,
+and is a secret. Passwords are pulumi-random, alphanumeric (safe in YAML and libpq).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_openstack as openstack
+import pulumi_random as random
+
+from cloud_init.render import hostname, render_patroni_node
+from cloud_init.secrets import KeyPair, Passwords, PatroniNodeSecrets
+from cloud_init.settings import Settings
+
+from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
+from .pki import TlsKeyPair
+
+TYPE = "pgha:index:PatroniCluster"
+#: Fields of cloud_init.secrets.Passwords, one RandomPassword each.
+PASSWORD_ROLES = ("superuser", "replication", "rewind", "rest_api", "app")
+PASSWORD_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class PatroniClusterArgs:
+    settings: Settings
+    """Validated stack settings (the renderer needs all of it; addresses from ``plan.patroni``)."""
+    placement: Placement
+    """Network, security group, keypair and boot dependencies of the nodes."""
+    ca_cert: pulumi.Input[str]
+    """PEM of the cluster CA."""
+    server_certs: Sequence[TlsKeyPair]
+    """PostgreSQL + REST API server certificate per node, in plan order."""
+    etcd_client_certs: Sequence[TlsKeyPair]
+    """etcd client certificate per node, in plan order."""
+
+
+class PatroniCluster(pulumi.ComponentResource):
+    """``settings.patroni.nodes`` Patroni/PostgreSQL nodes on fixed private addresses."""
+
+    names: list[str]
+    """Node names in plan order (pg1, pg2, ...)."""
+    addresses: list[str]
+    """Node addresses in plan order."""
+    instances: list[openstack.compute.Instance]
+    """The node instances, in plan order."""
+    volumes: list[openstack.blockstorage.Volume]
+    """The data volumes (protected), in plan order."""
+    passwords: dict[str, pulumi.Output[str]]
+    """Role -> password (secret): superuser, replication, rewind, rest_api, app."""
+    app_password: pulumi.Output[str]
+    """Password of the application role (secret)."""
+
+    def __init__(self, name: str, args: PatroniClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(TYPE, name, None, opts)
+        s = args.settings
+        plan, pg = s.plan, s.patroni
+        for what, certs in (("server", args.server_certs), ("etcd client", args.etcd_client_certs)):
+            if len(certs) != len(plan.patroni):
+                raise ValueError(f"{name}: {len(certs)} {what} certificates for {len(plan.patroni)} Patroni nodes")
+        region = s.network.region
+        child = pulumi.ResourceOptions(parent=self)
+        self.names = [plan.patroni_name(i) for i in range(len(plan.patroni))]
+        self.addresses = list(plan.patroni)
+
+        self.password_resources = {
+            role: random.RandomPassword(f"{name}-{role.replace('_', '-')}-password", length=PASSWORD_LENGTH, special=False, opts=child)
+            for role in PASSWORD_ROLES
+        }
+        self.passwords = {role: pulumi.Output.secret(p.result) for role, p in self.password_resources.items()}
+        self.app_password = self.passwords["app"]
+
+        group = server_group(self, name, f"pgha-{s.stack}-patroni", region)
+        image = image_id(self, pg.image, region)
+
+        self.instances = []
+        self.volumes = []
+        self.user_data: list[pulumi.Output[str]] = []
+        for i, (node, ip) in enumerate(zip(self.names, self.addresses, strict=True)):
+            res = f"{name}-{node}"
+            volume = openstack.blockstorage.Volume(
+                f"{res}-data",
+                name=f"{hostname(s, node)}-data",
+                description=f"pgha {s.stack}: PostgreSQL data of {node}",
+                size=pg.volume_size_gb,
+                volume_type=pg.volume_type,
+                enable_online_resize=True,
+                metadata={"pgha-stack": s.stack, "pgha-node": node},
+                region=region,
+                opts=pulumi.ResourceOptions(parent=self, protect=True),
+            )
+            self.volumes.append(volume)
+            port = fixed_port(self, res, hostname(s, node), ip, args.placement, region)
+            user_data: pulumi.Output[str] = pulumi.Output.secret(
+                pulumi.Output.all(
+                    ca=args.ca_cert,
+                    server_cert=args.server_certs[i].cert,
+                    server_key=args.server_certs[i].key,
+                    etcd_cert=args.etcd_client_certs[i].cert,
+                    etcd_key=args.etcd_client_certs[i].key,
+                    **self.passwords,
+                ).apply(functools.partial(_user_data, s, i))
+            )
+            self.user_data.append(user_data)
+            self.instances.append(
+                openstack.compute.Instance(
+                    res,
+                    name=hostname(s, node),
+                    region=region,
+                    flavor_name=pg.flavor,
+                    image_id=image,
+                    key_pair=args.placement.key_pair,
+                    user_data=user_data,
+                    networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
+                    # Boot disk from the image; the data volume attached at boot (it shows
+                    # up as the layout's data_device) and kept when the instance goes.
+                    block_devices=[
+                        openstack.compute.InstanceBlockDeviceArgs(
+                            source_type="image", uuid=image, destination_type="local", boot_index=0, delete_on_termination=True
+                        ),
+                        openstack.compute.InstanceBlockDeviceArgs(
+                            source_type="volume", uuid=volume.id, destination_type="volume", boot_index=-1, delete_on_termination=False
+                        ),
+                    ],
+                    scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=group.id)],
+                    metadata={"pgha-stack": s.stack, "pgha-role": "patroni", "pgha-member": node},
+                    opts=instance_opts(self, args.placement, node),
+                )
+            )
+
+        self.register_outputs(
+            {
+                "names": self.names,
+                "addresses": self.addresses,
+                "instance_ids": [i.id for i in self.instances],
+                "volume_ids": [v.id for v in self.volumes],
+                "app_password": self.app_password,
+            }
+        )
+
+
+def _user_data(settings: Settings, index: int, v: dict[str, str]) -> str:
+    """Runs inside Output.apply, once the node's certificates and the passwords are known."""
+    secrets = PatroniNodeSecrets(
+        ca_cert=v["ca"],
+        server=KeyPair(cert=v["server_cert"], key=v["server_key"]),
+        etcd_client=KeyPair(cert=v["etcd_cert"], key=v["etcd_key"]),
+        passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
+    )
+    return render_patroni_node(settings, index, secrets).user_data

@@ -1,0 +1,154 @@
+"""Validation: prove the deployed cluster works before ``pulumi up`` reports success.
+
+One ``pulumi_command.remote.Command`` per node, over SSH with the deploy key (through
+the bastion when there is one). Each waits for cloud-init to finish, then runs the
+check script the renderer installed on the node:
+
+- etcd members: ``pgha-check-etcd`` (every member started, every endpoint healthy);
+- Patroni nodes, after every etcd check passed: ``pgha-check-etcd`` with the node's
+  client certificate, then ``pgha-check-patroni`` (all members present, one leader,
+  replicas streaming; on the leader, pg_stat_replication and the synchronous standby).
+
+A failing check fails the deployment with the script's message, prefixed with the
+node. Commands re-run when any instance of their cluster is replaced (triggers).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+import pulumi_openstack as openstack
+
+from cloud_init.layout import vm_layout
+from cloud_init.settings import Settings
+
+from .access import SSH_USER
+
+TYPE = "pgha:index:Validation"
+ETCD_WAIT_SECONDS = 600
+PATRONI_WAIT_SECONDS = 900
+#: SSH dial retries while VMs boot: up to ~DIAL_ERROR_LIMIT * (PER_DIAL_TIMEOUT + backoff).
+DIAL_ERROR_LIMIT = 60
+PER_DIAL_TIMEOUT = 10
+
+
+def wait_for_cloud_init(node: str) -> list[str]:
+    """Shell lines: wait for cloud-init; fail with its status and log tail if it failed."""
+    return [
+        "rc=0; cloud-init status --wait >/dev/null || rc=$?",
+        'if [ "$rc" -eq 2 ]; then',
+        f'  echo "pgha: cloud-init on {node} finished with recoverable errors (see /var/log/cloud-init.log)" >&2',
+        'elif [ "$rc" -ne 0 ]; then',
+        f'  echo "pgha: cloud-init failed on {node}:" >&2',
+        "  cloud-init status --long >&2 || true",
+        "  sudo tail -n 30 /var/log/cloud-init-output.log >&2 || true",
+        "  exit 1",
+        "fi",
+    ]
+
+
+def check_line(node: str, os_user: str, script: str, config: str, wait: int) -> str:
+    cmd = shlex.join(["sudo", "-u", os_user, script, "--config", config, "--wait", str(wait)])
+    return f'{cmd} || {{ echo "pgha: {posixpath.basename(script)} failed on {node}" >&2; exit 1; }}'
+
+
+def etcd_script(settings: Settings, node: str) -> str:
+    lay = vm_layout(settings.patroni.postgres_version)
+    check = check_line(node, lay.etcd_os_user, f"{lay.bin_dir}/pgha-check-etcd", f"{lay.etc_dir}/check.json", ETCD_WAIT_SECONDS)
+    return "\n".join(["set -u", *wait_for_cloud_init(node), check, ""])
+
+
+def patroni_script(settings: Settings, node: str) -> str:
+    lay = vm_layout(settings.patroni.postgres_version)
+    config = f"{lay.etc_dir}/check.json"
+    return "\n".join(
+        [
+            "set -u",
+            *wait_for_cloud_init(node),
+            check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-etcd", config, ETCD_WAIT_SECONDS),
+            check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-patroni", config, PATRONI_WAIT_SECONDS),
+            "",
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ValidationArgs:
+    settings: Settings
+    """Validated stack settings: node names, addresses and the on-node layout."""
+    private_key: pulumi.Input[str]
+    """OpenSSH private key of the deploy keypair (secret)."""
+    bastion_ip: pulumi.Input[str] | None
+    """Public address of the bastion to jump through; None: connect to nodes directly."""
+    etcd_instances: Sequence[openstack.compute.Instance]
+    """etcd member instances, in plan order."""
+    patroni_instances: Sequence[openstack.compute.Instance]
+    """Patroni node instances, in plan order."""
+
+
+class Validation(pulumi.ComponentResource):
+    """Remote checks on every node; fails ``pulumi up`` with the failing node's message."""
+
+    reports: dict[str, pulumi.Output[str]]
+    """Node name -> what its checks printed (the ``OK ...`` lines)."""
+
+    def __init__(self, name: str, args: ValidationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(TYPE, name, None, opts)
+        s = args.settings
+        plan = s.plan
+        self.commands: dict[str, command.remote.Command] = {}
+
+        etcd_ids = [i.id for i in args.etcd_instances]
+        etcd_cmds = []
+        for i, inst in enumerate(args.etcd_instances):
+            node = plan.etcd_name(i)
+            etcd_cmds.append(self._command(name, node, plan.etcd[i], etcd_script(s, node), etcd_ids, [inst], args))
+
+        patroni_ids = [i.id for i in args.patroni_instances]
+        for i, inst in enumerate(args.patroni_instances):
+            node = plan.patroni_name(i)
+            self._command(name, node, plan.patroni[i], patroni_script(s, node), patroni_ids, [inst, *etcd_cmds], args)
+
+        self.reports = {node: cmd.stdout for node, cmd in self.commands.items()}
+        self.register_outputs({"reports": self.reports})
+
+    def _command(
+        self,
+        name: str,
+        node: str,
+        address: str,
+        script: str,
+        triggers: list[pulumi.Output[str]],
+        depends_on: list[pulumi.Resource],
+        args: ValidationArgs,
+    ) -> command.remote.Command:
+        proxy = None
+        if args.bastion_ip is not None:
+            proxy = command.remote.ProxyConnectionArgs(
+                host=args.bastion_ip,
+                user=SSH_USER,
+                private_key=args.private_key,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT,
+            )
+        cmd = command.remote.Command(
+            f"{name}-{node}",
+            connection=command.remote.ConnectionArgs(
+                host=address,
+                user=SSH_USER,
+                private_key=args.private_key,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT,
+                proxy=proxy,
+            ),
+            create=script,
+            triggers=triggers,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, custom_timeouts=pulumi.CustomTimeouts(create="30m")),
+        )
+        self.commands[node] = cmd
+        return cmd

@@ -1,0 +1,134 @@
+"""Access: deploy key, security groups (= the nftables allow-list), optional bastion."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pytest
+import yaml
+
+from cloud_init.render import render_etcd_node, render_patroni_node
+from cloud_init.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
+from components.access import PUBLIC_NETWORK, TYPE, Access, AccessArgs, ingress_rules
+
+from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, SUBNET_ID, with_section
+
+pytestmark = pytest.mark.components
+
+RULE = "openstack:networking/secGroupRule:SecGroupRule"
+GROUP = "openstack:networking/secGroup:SecGroup"
+INSTANCE = "openstack:compute/instance:Instance"
+PORT = "openstack:networking/port:Port"
+KEYPAIR = "openstack:compute/keypair:Keypair"
+PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+DATABASE_PORTS = {5432, 2379, 2380, 8008}
+NFT_RULE = re.compile(r"ip saddr \{ (?P<sources>[^}]+) \} tcp dport (?P<port>\d+) accept")
+
+
+def build(h, settings):
+    return h.run(lambda: Access("access", AccessArgs(settings=settings, network_id=OPENSTACK_NETWORK_ID, subnet_id=SUBNET_ID)))
+
+
+def registered_rules(h) -> dict[str, set[tuple[int, str]]]:
+    """Security group name -> {(port, source cidr)} as registered."""
+    groups = {h.id_of(g): g.input("name").rsplit("-", 1)[-1] for g in h.of_type(GROUP)}
+    out: dict[str, set[tuple[int, str]]] = {}
+    for r in h.of_type(RULE):
+        assert r.input("direction") == "ingress" and r.input("protocol") == "tcp", r.urn
+        assert r.input("portRangeMin") == r.input("portRangeMax"), r.urn
+        out.setdefault(groups[r.input("securityGroupId")], set()).add((r.input("portRangeMin"), r.input("remoteIpPrefix")))
+    return out
+
+
+def nftables_rules(settings) -> dict[str, set[tuple[int, str]]]:
+    """Role -> {(port, source cidr)} from the rendered host firewall of node 0 of each role."""
+    etcd = render_etcd_node(settings, 0, EtcdNodeSecrets(FAKE_CA, fake_keypair("etcd")))
+    pg = render_patroni_node(settings, 0, PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords()))
+    out = {}
+    for role, node in (("etcd", etcd), ("patroni", pg)):
+        text = node.file("/etc/nftables.conf").content
+        out[role] = {(int(m["port"]), str(ipaddress.ip_network(src.strip()))) for m in NFT_RULE.finditer(text) for src in m["sources"].split(",")}
+    return out
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_security_groups_mirror_the_host_firewall(harness, stack):
+    """OVH does not filter vRack ports with security groups: nftables does. Both say the same."""
+    h = harness(stack)
+    s = h.settings()
+    assert s.access.host_firewall
+    build(h, s)
+    registered = registered_rules(h)
+    nft = nftables_rules(s)
+    assert registered["etcd"] == nft["etcd"]
+    assert registered["patroni"] == nft["patroni"]
+    assert registered["bastion"] == {(22, c) for c in s.access.admin_cidrs}
+    assert {(r.role, r.port, r.cidr) for r in ingress_rules(s)} == {(g, p, c) for g, rules in registered.items() for p, c in rules}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_database_port_open_to_the_world(harness, stack):
+    h = harness(stack)
+    s = with_section(h.settings(), "access", admin_cidrs=("0.0.0.0/0",), allow_world_admin=True)
+    build(h, s)
+    subnet = ipaddress.IPv4Network(s.plan.cidr)
+    rules = h.of_type(RULE)
+    assert len(rules) == len(ingress_rules(s)) > 0
+    for r in rules:
+        prefix = ipaddress.IPv4Network(r.input("remoteIpPrefix"))
+        if r.input("portRangeMin") in DATABASE_PORTS:
+            assert prefix.prefixlen > 0, f"{r.urn} opens {r.input('portRangeMin')} to the world"
+            assert prefix.subnet_of(subnet) or str(prefix) in s.patroni.app_cidrs, r.urn
+        elif prefix.prefixlen == 0:
+            assert (r.input("portRangeMin"), r.name) == (22, "access-bastion-22-0.0.0.0_0"), r.urn
+
+
+def test_children_names_and_deploy_key(harness):
+    h = harness("dev")
+    s = h.settings()
+    access = build(h, s)
+    comp = h.component(TYPE)
+    children = h.children(comp)
+    assert all(c.name.startswith("access-") for c in children), [c.urn for c in children]
+    counts = {t: sum(1 for c in children if c.type == t) for t in {c.type for c in children}}
+    assert counts == {PRIVATE_KEY: 1, KEYPAIR: 1, GROUP: 3, RULE: len(ingress_rules(s)), PORT: 1, INSTANCE: 1}
+
+    (key,) = h.of_type(PRIVATE_KEY)
+    assert key.input("algorithm") == "ED25519"
+    (kp,) = h.of_type(KEYPAIR)
+    assert kp.input("publicKey").startswith("ssh-ed25519 AAAAMOCK")
+    value, secret = h.resolve(access.private_key)
+    assert secret and value in h.mocks.secrets
+    assert h.resolve(access.key_pair_name)[0] == "pgha-dev-deploy"
+
+
+def test_bastion(harness):
+    h = harness("dev")
+    s = h.settings()
+    access = build(h, s)
+    bastion = h.named("access-bastion")
+    assert bastion.type == INSTANCE
+    assert bastion.input("flavorName") == s.access.bastion.flavor
+    networks = bastion.input("networks")
+    assert networks[0] == {"name": PUBLIC_NETWORK, "accessNetwork": True}
+    port = h.named("access-bastion-port")
+    assert networks[1] == {"port": h.id_of(port)}
+    assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": s.plan.bastion}]
+    assert bastion.input("securityGroups") == ["pgha-dev-bastion"]
+    assert bastion.input("keyPair") == "pgha-dev-deploy"
+    user_data = yaml.safe_load(bastion.input("userData"))
+    assert user_data["ssh_authorized_keys"] == list(s.access.ssh_public_keys)
+    assert user_data["ssh_pwauth"] is False
+    assert h.resolve(access.bastion_ip)[0] == BASTION_PUBLIC_IP
+
+
+def test_no_bastion(harness):
+    h = harness("dev")
+    s = with_section(h.settings(), "access.bastion", enabled=False)
+    access = build(h, s)
+    assert access.bastion is None and access.bastion_ip is None
+    assert not h.of_type(INSTANCE) and not h.of_type(PORT)
+    assert "bastion" not in registered_rules(h)
+    ssh = {c for role, rules in registered_rules(h).items() for p, c in rules if p == 22}
+    assert ssh == {s.plan.cidr}, "without a bastion, SSH comes from the private subnet (VPN / peered hosts)"

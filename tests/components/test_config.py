@@ -1,0 +1,88 @@
+"""components/config.py: the engine's config -> validated settings, every problem at once."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cloud_init.settings import SettingsError
+from components.config import CLOUD_PROJECT_ENV, ROLL_ENV, load_stack_config
+
+from .mocks import PROJECT_ID
+
+pytestmark = pytest.mark.components
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_files_load_like_the_offline_loader(harness, stack):
+    h = harness(stack)
+    h.set_stack_config(h.stack_yaml())
+    cfg = load_stack_config()
+    assert cfg.settings == h.settings()
+    assert cfg.cloud_project == PROJECT_ID
+
+
+def test_config_from_the_language_host_environment(harness, monkeypatch):
+    """The real engine passes config as JSON in PULUMI_CONFIG; unknown keys are seen there too."""
+    h = harness("dev")
+    doc = h.stack_yaml()["config"]
+    env = {k: v if isinstance(v, str) else json.dumps(v) for k, v in doc.items()}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(env))
+    assert load_stack_config().settings == h.settings()
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**env, "pgha:patroini": "{}"}))
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == {"patroini"}
+
+
+def _dev_with(h, **sections):
+    doc = h.stack_yaml()
+    for key, value in sections.items():
+        if value is None:
+            doc["config"].pop(f"pgha:{key}")
+        else:
+            doc["config"][f"pgha:{key}"] = value
+    return doc
+
+
+CASES = [
+    # (id, changes to Pulumi.dev.yaml's pgha sections, env project id, expected failing paths)
+    ("typo-section", {"patroini": {"nodes": 3}}, PROJECT_ID, {"patroini"}),
+    ("typo-key", {"etcd": {"member": 3}}, PROJECT_ID, {"etcd.member"}),
+    ("even-etcd", {"etcd": {"members": 2}}, PROJECT_ID, {"etcd.members"}),
+    ("section-not-object", {"network": "10.42.0.0/24"}, PROJECT_ID, {"network", "network.region", "network.cidr"}),
+    ("missing-access", {"access": None}, PROJECT_ID, {"access.ssh_public_keys", "access.admin_cidrs"}),
+    ("no-project", {}, "", {CLOUD_PROJECT_ENV}),
+    ("bad-project", {}, "my-project", {CLOUD_PROJECT_ENV}),
+    (
+        "everything-at-once",
+        {"etcd": {"members": 4}, "patroini": {}, "patroni": {"app_cidrs": ["0.0.0.0/0"]}},
+        "",
+        {"etcd.members", "patroini", "patroni.app_cidrs[0]", CLOUD_PROJECT_ENV},
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "project", "paths"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_config_lists_every_problem(harness, monkeypatch, changes, project, paths):
+    h = harness("dev")
+    monkeypatch.setenv(CLOUD_PROJECT_ENV, project)
+    h.set_stack_config(_dev_with(h, **changes))
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == paths, str(e.value)
+    assert str(e.value).startswith(f"stack config has {len(e.value.problems)} problem")
+
+
+def test_nodes_to_roll(harness, monkeypatch):
+    h = harness("prod")
+    h.set_stack_config(h.stack_yaml())
+    assert load_stack_config().roll == frozenset()
+    monkeypatch.setenv(ROLL_ENV, "pg2, etcd3")
+    assert load_stack_config().roll == {"pg2", "etcd3"}
+    monkeypatch.setenv(ROLL_ENV, "pg2,pg9,bastion")
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == {ROLL_ENV}
+    assert "unknown node(s) bastion, pg9; nodes of this stack: etcd1, etcd2, etcd3, pg1, pg2, pg3" in str(e.value)

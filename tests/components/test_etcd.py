@@ -1,0 +1,78 @@
+"""EtcdCluster: fixed-IP ports from the plan, anti-affinity, secret user-data = the renderer's."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud_init.render import hostname, render_etcd_node
+from cloud_init.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
+from components.etcd import TYPE, EtcdCluster, EtcdClusterArgs
+from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.nodes import FIRST_BOOT_ONLY
+
+from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, static_placement
+
+pytestmark = pytest.mark.components
+
+INSTANCE = "openstack:compute/instance:Instance"
+PORT = "openstack:networking/port:Port"
+GROUP = "openstack:compute/serverGroup:ServerGroup"
+
+
+def build(h, settings):
+    def program():
+        network = PrivateNetwork("network", PrivateNetworkArgs(settings=settings, service_name=PROJECT_ID))
+        certs = [fake_pair(settings.plan.etcd_name(i)) for i in range(len(settings.plan.etcd))]
+        args = EtcdClusterArgs(settings=settings, placement=static_placement(tuple(network.egress)), ca_cert=FAKE_CA, certs=certs)
+        return EtcdCluster("etcd", args)
+
+    return h.run(program)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_members(harness, stack):
+    h = harness(stack)
+    s = h.settings()
+    plan = s.plan
+    etcd = build(h, s)
+    comp = h.component(TYPE)
+    children = h.children(comp)
+    n = s.etcd.members
+    assert sorted(c.type for c in children) == sorted([GROUP] + [PORT] * n + [INSTANCE] * n)
+    assert all(c.name.startswith("etcd-") for c in children), [c.urn for c in children]
+    (group,) = h.of_type(GROUP)
+    assert group.input("policies") == "anti-affinity"
+    gateway = h.named("network-gateway")
+
+    for i, ip in enumerate(plan.etcd):
+        member = plan.etcd_name(i)
+        port = h.named(f"etcd-{member}-port")
+        assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": ip}], port.urn
+        assert port.input("securityGroupIds") == ["sg-id"]
+        inst = h.named(f"etcd-{member}")
+        assert inst.input("name") == hostname(s, member)
+        assert inst.input("networks") == [{"port": h.id_of(port)}], f"{inst.urn}: only the private port, no public IP"
+        assert inst.input("schedulerHints") == [{"group": h.id_of(group)}]
+        assert (inst.input("flavorName"), inst.input("imageId")) == (s.etcd.flavor, IMAGE_ID)
+        assert inst.input("keyPair") == "pgha-test-deploy"
+        assert inst.is_secret("userData"), inst.urn
+        kp = fake_keypair(member)
+        assert inst.input("userData") == render_etcd_node(s, i, EtcdNodeSecrets(FAKE_CA, kp)).user_data, inst.urn
+        assert gateway.urn in inst.dependencies, f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
+        assert inst.delete_before_replace, "the fixed-IP port can only be bound to one instance at a time"
+        assert set(inst.ignore_changes) == {"userData", "imageId", "blockDevices"} == {_camel(k) for k in FIRST_BOOT_ONLY}
+        assert h.resolve(etcd.user_data[i])[1]
+    assert etcd.addresses == list(plan.etcd)
+    assert etcd.names == [plan.etcd_name(i) for i in range(len(plan.etcd))]
+
+
+def test_certificate_count_must_match_the_plan(harness):
+    h = harness("dev")
+    s = h.settings()
+    with pytest.raises(ValueError, match="2 certificates for 3 etcd members"):
+        h.run(lambda: EtcdCluster("etcd", EtcdClusterArgs(s, static_placement(), FAKE_CA, [fake_pair("a"), fake_pair("b")])))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)

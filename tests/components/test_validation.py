@@ -1,0 +1,141 @@
+"""Validation: remote checks per node, after the instances, through the bastion; clear failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pulumi
+import pytest
+
+from cloud_init.secrets import FAKE_CA
+from components.etcd import EtcdCluster, EtcdClusterArgs
+from components.patroni import PatroniCluster, PatroniClusterArgs
+from components.validation import TYPE, Validation, ValidationArgs, etcd_script, patroni_script
+
+from .mocks import BASTION_PUBLIC_IP, fake_pair, static_placement, with_section
+
+pytestmark = pytest.mark.components
+
+COMMAND = "command:remote:Command"
+DEPLOY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-DEPLOY-KEY\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def build(h, settings, bastion_ip):
+    def program():
+        plan = settings.plan
+        etcd = EtcdCluster("etcd", EtcdClusterArgs(settings, static_placement(), FAKE_CA, [fake_pair(n) for n in ("a", "b", "c", "d", "e")[: len(plan.etcd)]]))
+        pairs = [fake_pair("p")] * len(plan.patroni)
+        patroni = PatroniCluster("patroni", PatroniClusterArgs(settings, static_placement(), FAKE_CA, pairs, pairs))
+        key = pulumi.Output.secret(DEPLOY_KEY)
+        return Validation("validation", ValidationArgs(settings, key, bastion_ip, etcd.instances, patroni.instances))
+
+    return h.run(program)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_one_command_per_node_after_its_instance(harness, stack):
+    h = harness(stack)
+    s = h.settings()
+    plan = s.plan
+    validation = build(h, s, BASTION_PUBLIC_IP)
+    comp = h.component(TYPE)
+    commands = h.children(comp)
+    assert all(c.type == COMMAND for c in commands)
+    etcd_names = [plan.etcd_name(i) for i in range(len(plan.etcd))]
+    pg_names = [plan.patroni_name(i) for i in range(len(plan.patroni))]
+    assert sorted(c.name for c in commands) == sorted(f"validation-{n}" for n in etcd_names + pg_names)
+
+    etcd_ids = [h.id_of(h.named(f"etcd-{n}")) for n in etcd_names]
+    pg_ids = [h.id_of(h.named(f"patroni-{n}")) for n in pg_names]
+    etcd_cmds = {h.named(f"validation-{n}").urn for n in etcd_names}
+    for role, names, addresses, ids in (("etcd", etcd_names, plan.etcd, etcd_ids), ("patroni", pg_names, plan.patroni, pg_ids)):
+        for node, address in zip(names, addresses, strict=True):
+            cmd = h.named(f"validation-{node}")
+            inst = h.named(f"{role}-{node}")
+            assert inst.urn in cmd.dependencies, f"{cmd.urn} must run after {inst.urn}"
+            assert cmd.input("triggers") == ids, f"{cmd.urn}: re-run when any node of the cluster is replaced"
+            assert cmd.is_secret("connection"), f"{cmd.urn}: the connection holds the deploy key"
+            conn = cmd.input("connection")
+            assert (conn["host"], conn["user"], conn["privateKey"]) == (address, "debian", DEPLOY_KEY)
+            assert (conn["proxy"]["host"], conn["proxy"]["user"]) == (BASTION_PUBLIC_IP, "debian")
+            script = cmd.input("create")
+            assert "cloud-init status --wait" in script
+            if role == "etcd":
+                assert script == etcd_script(s, node)
+                assert "sudo -u etcd /usr/local/sbin/pgha-check-etcd --config /etc/pgha/check.json --wait" in script
+            else:
+                assert script == patroni_script(s, node)
+                assert "sudo -u postgres /usr/local/sbin/pgha-check-patroni --config /etc/pgha/check.json --wait" in script
+                assert etcd_cmds <= cmd.dependencies, f"{cmd.urn}: Patroni is checked once etcd passed"
+    assert set(validation.reports) == set(etcd_names + pg_names)
+
+
+def test_without_bastion_connects_directly(harness):
+    h = harness("dev")
+    s = with_section(h.settings(), "access.bastion", enabled=False)
+    build(h, s, None)
+    for cmd in h.of_type(COMMAND):
+        assert "proxy" not in cmd.input("connection"), cmd.urn
+
+
+# ------------------------------------------------------------ the scripts themselves
+
+FAKE_CLOUD_INIT = """\
+#!/bin/sh
+if [ "$2" = "--long" ]; then echo "status: error"; echo "errors: package install failed"; exit 1; fi
+exit "${FAKE_CLOUD_INIT_RC:-0}"
+"""
+FAKE_SUDO = """\
+#!/bin/sh
+if [ "$1" = "-u" ]; then shift 2; fi
+case "$1" in
+  */pgha-check-*)
+    if [ "${FAKE_CHECK_RC:-0}" = 0 ]; then echo "OK $(basename "$1") $*"; exit 0; fi
+    echo "FAILED $(basename "$1"): members missing" >&2; exit 1;;
+  *) exec "$@";;
+esac
+"""
+
+
+@pytest.fixture(params=["bash", "sh"])
+def fake_node(request, tmp_path):
+    """Runs a script with fake cloud-init and sudo first in PATH, under the login shell kind."""
+    shell = shutil.which(request.param)
+    if shell is None:
+        pytest.skip(f"needs {request.param}")
+    for name, text in (("cloud-init", FAKE_CLOUD_INIT), ("sudo", FAKE_SUDO)):
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(text))
+        p.chmod(0o755)
+
+    def run(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+        path = f"{tmp_path}:{os.environ['PATH']}"
+        return subprocess.run([shell, "-c", script], capture_output=True, text=True, env={"PATH": path, **env}, timeout=20)
+
+    run.shell = shell  # type: ignore[attr-defined]
+    return run
+
+
+def test_scripts_pass_fail_and_say_where(harness, fake_node):
+    s = harness("dev").settings()
+    for script in (etcd_script(s, "etcd1"), patroni_script(s, "pg1")):
+        assert subprocess.run([fake_node.shell, "-n", "-c", script]).returncode == 0
+
+    ok = fake_node(patroni_script(s, "pg1"))
+    assert ok.returncode == 0, ok.stderr
+    assert "OK pgha-check-etcd" in ok.stdout and "OK pgha-check-patroni" in ok.stdout
+
+    broken_boot = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="1")
+    assert broken_boot.returncode == 1
+    assert "pgha: cloud-init failed on etcd2" in broken_boot.stderr and "package install failed" in broken_boot.stderr
+
+    degraded = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="2")
+    assert degraded.returncode == 0 and "recoverable errors" in degraded.stderr
+
+    failed = fake_node(patroni_script(s, "pg3"), FAKE_CHECK_RC="1")
+    assert failed.returncode == 1
+    assert "FAILED pgha-check-etcd: members missing" in failed.stderr
+    assert "pgha: pgha-check-etcd failed on pg3" in failed.stderr

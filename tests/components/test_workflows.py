@@ -1,0 +1,64 @@
+"""The GitHub workflows: valid for GitHub (its JSON schema), and shaped as the deploy docs say."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .mocks import ROOT
+
+pytestmark = pytest.mark.components
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+
+def load(name: str) -> dict:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the bare key `on` as true
+    return doc
+
+
+def pulumi_step(job: dict) -> dict:
+    (step,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@")]
+    return step["with"]
+
+
+@pytest.mark.skipif(not CHECK_JSONSCHEMA.exists(), reason="check-jsonschema is in requirements-dev.txt")
+def test_workflows_match_githubs_schema():
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    assert [Path(f).name for f in files] == ["deploy.yml", "preview.yml"]
+    p = subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.github-workflows", *files], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_preview_on_pull_requests_for_every_stack():
+    doc = load("preview.yml")
+    assert "pull_request" in doc["on"]
+    assert doc["permissions"]["pull-requests"] == "write", "comment-on-pr needs it"
+    job = doc["jobs"]["preview"]
+    stacks = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+    assert job["strategy"]["matrix"]["stack"] == stacks == ["dev", "prod"]
+    step = pulumi_step(job)
+    assert (step["command"], step["stack-name"], step["comment-on-pr"]) == ("preview", "${{ matrix.stack }}", True)
+    assert job["needs"] == "test"
+
+
+def test_deploy_dev_then_prod_with_approval():
+    doc = load("deploy.yml")
+    assert doc["on"]["push"]["branches"] == ["main"]
+    jobs = doc["jobs"]
+    assert (pulumi_step(jobs["dev"])["command"], pulumi_step(jobs["dev"])["stack-name"]) == ("up", "dev")
+    assert (pulumi_step(jobs["prod"])["command"], pulumi_step(jobs["prod"])["stack-name"]) == ("up", "prod")
+    assert jobs["prod"]["environment"] == "production", "manual approval: required reviewers on the environment"
+    assert jobs["prod"]["needs"] == "dev"
+    assert jobs["dev"]["needs"] == "test"
+    assert doc["concurrency"]["cancel-in-progress"] is False, "never cancel a running pulumi up"
+    for name in ("dev", "prod"):
+        assert "OVH_CLOUD_PROJECT_SERVICE" in jobs[name]["env"], name
+        assert jobs[name]["env"]["PGHA_ROLL"] == "${{ inputs.roll }}", name
+    assert "roll" in doc["on"]["workflow_dispatch"]["inputs"]
