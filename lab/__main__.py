@@ -123,6 +123,19 @@ def cmd_psql(args: argparse.Namespace) -> int:
     os.execvp("psql", ["psql", topo.dsn(), *args.psql_args])
 
 
+def cmd_rotate_certs(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    changed = c.rotate_certs(topo)
+    bad = [k for k, (old, new) in changed.items() if old == new or not new]
+    for k, (old, new) in sorted(changed.items()):
+        print(f"  {k:14} serial {old:x} -> {new:x}")
+    if bad:
+        print(f"not rotated: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    print(f"rotated {len(changed)} TLS endpoints in place (no restart)")
+    return 0
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     topo = _topo(args)
     print(f"{args.node}: pid {c.request_start(topo, args.node)}")
@@ -153,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     lg.add_argument("-n", "--lines", type=int, default=50)
     ps = sub.add_parser("psql", help="psql on the primary (application user)")
     ps.add_argument("psql_args", nargs=argparse.REMAINDER)
+    sub.add_parser("rotate-certs", help="issue new certificates for every node and reload in place")
     st = sub.add_parser("start", help="start a stopped daemon")
     st.add_argument("node")
     kl = sub.add_parser("kill", help="SIGKILL a node's daemon (and its PostgreSQL)")
@@ -175,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "psql": cmd_psql,
         "start": cmd_start,
         "kill": cmd_kill,
+        "rotate-certs": cmd_rotate_certs,
     }
     try:
         return handlers[args.cmd](args)

@@ -66,9 +66,12 @@ def write_node_files(topo: Topology, nodes: list[RenderedNode]) -> None:
             else:
                 dest = topo.run_dir / node.name / "vm-only" / f.path.lstrip("/")
                 dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text(f.content)
-            os.chmod(dest, int(f.mode, 8))
-            _chown(dest, user)
+            # Atomic replace: a daemon reading a key while we rotate never sees half a file.
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            tmp.write_text(f.content)
+            os.chmod(tmp, int(f.mode, 8))
+            _chown(tmp, user)
+            tmp.replace(dest)
         (topo.run_dir / node.name / "user-data").write_text(node.user_data)
         os.chmod(topo.run_dir / node.name / "user-data", 0o600)
 
@@ -90,11 +93,82 @@ def prepare(topo: Topology) -> None:
             json.dump(passwords.__dict__, f)
     ca = LabCA(f"pgha-lab-{topo.stack} CA")
     topo.ca_file.write_text(ca.pem)
+    _write_secret(topo.run_dir / "ca.key", ca.key_pem)
     nodes = render_lab(topo, passwords, ca)
     write_node_files(topo, nodes)
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
     lab_file(run).write_text(json.dumps({"stack": topo.stack, "prefix": topo.plan.patroni[0].rsplit(".", 2)[0]}))
     write_pgpass(topo, passwords)
+
+
+def _write_secret(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+
+
+def rotate_certs(topo: Topology) -> dict[str, tuple[int, int]]:
+    """Issue a new certificate for every node under the lab CA, replace the files
+    atomically and reload every daemon in place (no restart):
+    etcd reloads its key pair on each new TLS handshake, PostgreSQL on SIGHUP,
+    Patroni's REST API on SIGHUP. Returns node -> (old serial, new serial) as served."""
+    from .pki import LabCA
+
+    if not running(topo):
+        raise LabError("the lab is not running")
+    before = served_serials(topo)
+    ca = LabCA("", existing=(topo.ca_file.read_text(), (topo.run_dir / "ca.key").read_text()))
+    write_node_files(topo, render_lab(topo, topo.passwords(), ca))
+    for n in topo.pg_names:
+        signal_node(topo, n, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    after = served_serials(topo)
+    while any(after[k] in (before[k], 0) for k in before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = served_serials(topo)
+    return {k: (before[k], after[k]) for k in before}
+
+
+def served_serials(topo: Topology) -> dict[str, int]:
+    """Serial number of the certificate each TLS endpoint presents right now."""
+    from cryptography import x509
+
+    s = topo.settings
+    targets = {f"{n}:client": (ip, s.etcd.client_port) for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True)}
+    targets.update({f"{n}:peer": (ip, s.etcd.peer_port) for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True)})
+    targets.update({f"{n}:rest": (ip, s.patroni.rest_port) for n, ip in zip(topo.pg_names, topo.plan.patroni, strict=True)})
+    ctx = _ssl_ctx(topo, client=True)
+    out = {}
+    for k, (ip, port) in targets.items():
+        try:
+            with socket.create_connection((ip, port), timeout=2) as raw, ctx.wrap_socket(raw, server_hostname=ip) as tls:
+                der = tls.getpeercert(binary_form=True)
+                out[k] = x509.load_der_x509_certificate(der).serial_number if der else 0
+        except OSError:
+            out[k] = 0
+    for n in topo.pg_names:
+        out[f"{n}:postgres"] = _pg_serial(topo, n)
+    return out
+
+
+def _pg_serial(topo: Topology, node: str) -> int:
+    """The server certificate PostgreSQL presents: SSLRequest, then a TLS handshake."""
+    import struct
+
+    from cryptography import x509
+
+    ctx = ssl.create_default_context(cafile=str(topo.ca_file))
+    ip = topo.address(node)
+    try:
+        with socket.create_connection((ip, topo.settings.patroni.port), timeout=2) as raw:
+            raw.sendall(struct.pack("!II", 8, 80877103))
+            if raw.recv(1) != b"S":
+                return 0
+            with ctx.wrap_socket(raw, server_hostname=ip) as tls:
+                der = tls.getpeercert(binary_form=True)
+                return x509.load_der_x509_certificate(der).serial_number if der else 0
+    except OSError:
+        return 0
 
 
 def write_pgpass(topo: Topology, passwords: Passwords) -> None:

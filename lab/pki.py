@@ -29,7 +29,14 @@ def _pem_cert(cert: x509.Certificate) -> str:
 
 
 class LabCA:
-    def __init__(self, name: str, days: int = VALIDITY_DAYS):
+    def __init__(self, name: str, days: int = VALIDITY_DAYS, existing: tuple[str, str] | None = None):
+        self.days = days
+        if existing:  # (cert PEM, key PEM) of a CA made earlier: rotate leaves under it
+            self.cert = x509.load_pem_x509_certificate(existing[0].encode())
+            key = serialization.load_pem_private_key(existing[1].encode(), password=None)
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            self.key = key
+            return
         self.key = _key()
         now = dt.datetime.now(dt.UTC)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -45,7 +52,10 @@ class LabCA:
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
             .sign(self.key, hashes.SHA256())
         )
-        self.days = days
+
+    @property
+    def key_pem(self) -> str:
+        return _pem_key(self.key)
 
     @property
     def pem(self) -> str:
