@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .topology import Topology, run_user
 
@@ -100,7 +101,7 @@ class Supervisor:
         log = open(self.run_dir / "logs" / f"{name}.log", "ab")
         log.write(f"--- pgha lab: starting {name} at {time.strftime('%H:%M:%S')}\n".encode())
         log.flush()
-        kw: dict[str, object] = {}
+        kw: dict[str, Any] = {}
         if os.geteuid() == 0:
             kw = {"user": self.user, "group": self.user, "extra_groups": []}
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.run_dir), "ETCDCTL_API": "3"}
