@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pulumi
 
+from cloud_init.dns_callback import record_fqdn
 from cloud_init.render import etcd_urls, libpq_dsn, render_haproxy
 from components.access import Access, AccessArgs
 from components.config import load_stack_config
@@ -26,7 +27,7 @@ etcd_place = Placement(
 )
 pg_place = replace(etcd_place, security_group_id=sg["patroni"])
 etcd = EtcdCluster("etcd", EtcdClusterArgs(s, etcd_place, pki.ca_cert, pki.etcd))
-patroni = PatroniCluster("patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client))
+patroni = PatroniCluster("patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api))
 endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
 Validation("validation", ValidationArgs(s, access.private_key, access.bastion_ip, etcd.instances, patroni.instances))
 
@@ -44,3 +45,5 @@ pulumi.export("haproxy_config", render_haproxy(s))
 for key, value in {"dns_name": endpoint.dns_name, "lb_address": endpoint.lb_address, "bastion_ip": access.bastion_ip}.items():
     if value is not None:  # only when enabled
         pulumi.export(key, value)
+if s.endpoint.dns.primary_record:  # kept on the primary by the nodes' Patroni callback
+    pulumi.export("dns_primary_name", record_fqdn(s))

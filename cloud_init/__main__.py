@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .render import render_cluster, render_haproxy
-from .secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
+from .secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
 from .settings import Settings, SettingsError, load_stack_file
 
 
@@ -22,7 +22,13 @@ def fake_render(settings: Settings) -> dict[str, str]:
     plan = settings.plan
     etcd = [EtcdNodeSecrets(FAKE_CA, fake_keypair(plan.etcd_name(i))) for i in range(len(plan.etcd))]
     pg = [
-        PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{plan.patroni_name(i)}-server"), fake_keypair(f"{plan.patroni_name(i)}-etcd-client"), fake_passwords())
+        PatroniNodeSecrets(
+            FAKE_CA,
+            fake_keypair(f"{plan.patroni_name(i)}-server"),
+            fake_keypair(f"{plan.patroni_name(i)}-etcd-client"),
+            fake_passwords(),
+            dns_api=fake_ovh_api_credentials() if settings.endpoint.dns.primary_record else None,
+        )
         for i in range(len(plan.patroni))
     ]
     out: dict[str, str] = {}

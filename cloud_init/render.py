@@ -14,6 +14,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from . import dns_callback
 from .layout import Layout, vm_layout
 from .secrets import EtcdNodeSecrets, PatroniNodeSecrets, scram_sha256
 from .settings import AddressPlan, Settings
@@ -300,7 +301,7 @@ def patroni_config(settings: Settings, index: int, secrets: PatroniNodeSecrets, 
         "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": parameters},
     }
     replica_ssl = {"sslmode": "verify-full", "sslrootcert": f"{tls}/ca.crt"}
-    return {
+    config: dict[str, Any] = {
         "scope": pg.scope,
         "namespace": "/service/",
         "name": name,
@@ -354,6 +355,9 @@ def patroni_config(settings: Settings, index: int, secrets: PatroniNodeSecrets, 
         "watchdog": {"mode": pg.watchdog if layout.watchdog else "off", "device": "/dev/watchdog", "safety_margin": 5},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+    if settings.endpoint.dns.primary_record:
+        config["postgresql"]["callbacks"] = dns_callback.patroni_callbacks(layout)
+    return config
 
 
 def render_patroni_node(
@@ -416,6 +420,12 @@ def render_patroni_node(
         ),
         NodeFile("/etc/postgresql-common/createcluster.d/pgha.conf", _tpl("patroni/createcluster.conf.j2")),
     ]
+    if settings.endpoint.dns.primary_record:
+        if secrets.dns_api is None:
+            raise ValueError(f"{name}: endpoint.dns.primary_record is on but no OVH API credentials were given (PatroniNodeSecrets.dns_api)")
+        callback = dns_callback.callback_config(settings, index, secrets.dns_api, plan, layout)
+        files.append(NodeFile(dns_callback.config_path(layout), json.dumps(callback, indent=2, sort_keys=True) + "\n", mode="0600", owner=owner, secret=True))
+        files.append(NodeFile(dns_callback.script_path(layout), _tpl("patroni/pgha-dns-callback.py.j2", python=layout.python), mode="0755"))
     if layout.watchdog and pg.watchdog != "off":
         files.append(NodeFile("/etc/modules-load.d/softdog.conf", "# Patroni watchdog, rendered by cloud_init/render.py\nsoftdog\n"))
         files.append(

@@ -35,11 +35,23 @@ class EtcdNodeSecrets:
 
 
 @dataclass(frozen=True)
+class OvhApiCredentials:
+    """OVH API keys of the DNS primary-record callback (endpoint.dns.primary_record).
+    Request them with access rules limited to that one record (docs/applications.md)."""
+
+    application_key: str
+    application_secret: str
+    consumer_key: str
+    endpoint: str = "https://eu.api.ovh.com/1.0"  #: API base URL (ovh-eu); ca.api.ovh.com, api.us.ovhcloud.com elsewhere
+
+
+@dataclass(frozen=True)
 class PatroniNodeSecrets:
     ca_cert: str
     server: KeyPair  #: PostgreSQL and Patroni REST API server certificate
     etcd_client: KeyPair  #: client certificate for etcd
     passwords: Passwords
+    dns_api: OvhApiCredentials | None = None  #: only with endpoint.dns.primary_record
 
 
 def fake_keypair(name: str) -> KeyPair:
@@ -59,6 +71,14 @@ def fake_passwords() -> Passwords:
         rewind="FAKE-rewind-password",
         rest_api="FAKE-rest-api-password",
         app="FAKE-app-password",
+    )
+
+
+def fake_ovh_api_credentials() -> OvhApiCredentials:
+    return OvhApiCredentials(
+        application_key="FAKE-ovh-application-key",
+        application_secret="FAKE-ovh-application-secret",
+        consumer_key="FAKE-ovh-consumer-key",
     )
 
 

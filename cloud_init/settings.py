@@ -135,6 +135,8 @@ class DnsSettings:
     zone: str  #: OVH DNS zone, e.g. example.com
     name: str  #: record name inside the zone, e.g. db-dev
     ttl: int  #: record TTL (OVH minimum 60)
+    primary_record: bool  #: keep <primary_record_name>.<zone> pointed at the current primary (Patroni callback)
+    primary_record_name: str  #: name of that record inside the zone ("" = primary-<name>)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,8 @@ SCHEMA: dict[str, dict[str, Opt]] = {
                 "zone": Opt(str, default=""),
                 "name": Opt(str, default="db"),
                 "ttl": Opt(int, default=60),
+                "primary_record": Opt(bool, default=False),
+                "primary_record_name": Opt(str, default=""),
             },
             default={},
         ),
@@ -503,6 +507,19 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         problems.append(("endpoint.dns.name", f"not a DNS label: {dns['name']!r}"))
     if dns["ttl"] is not None and dns["ttl"] < 60:
         problems.append(("endpoint.dns.ttl", f"OVH's minimum TTL is 60, got {dns['ttl']}"))
+    explicit = bool(dns["primary_record_name"])
+    if not explicit and dns["name"] is not None:
+        dns["primary_record_name"] = f"primary-{dns['name']}"
+    if dns["primary_record"] and not dns["enabled"]:
+        problems.append(("endpoint.dns.primary_record", "requires endpoint.dns.enabled: true and endpoint.dns.zone (the record lives in that OVH zone)"))
+    prn = dns["primary_record_name"]
+    if prn is not None and (explicit or dns["primary_record"]):
+        if not DNS_LABEL_RE.match(prn):
+            problems.append(("endpoint.dns.primary_record_name", f"not a DNS label: {prn!r}"))
+        elif prn == dns["name"]:
+            problems.append(
+                ("endpoint.dns.primary_record_name", f"must differ from endpoint.dns.name ({prn!r} is Pulumi's record for the load balancer or every node)")
+            )
     lb = ep["load_balancer"]
     if lb["read_only_listener"] and not lb["enabled"]:
         problems.append(("endpoint.load_balancer.read_only_listener", "requires endpoint.load_balancer.enabled: true"))

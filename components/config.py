@@ -27,6 +27,9 @@ CLOUD_PROJECT_RE = re.compile(r"^[0-9a-f]{32}$")
 #: Environment variable naming the nodes to roll in this update, e.g. ``PGHA_ROLL=pg2``:
 #: an operation, not configuration, so it is not part of the stack's config.
 ROLL_ENV = "PGHA_ROLL"
+#: Config namespace of the DNS primary-record callback's OVH API keys (endpoint.dns.primary_record):
+#: kept out of ``pgha:*`` so settings stay plain values; consumerKey/applicationSecret are secrets.
+DNS_API = "pgha-dns-api"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,39 @@ class StackConfig:
     """OVH Public Cloud project id (32 hex digits), a.k.a. the project's service name."""
     roll: frozenset[str] = frozenset()
     """Nodes whose instances follow user-data and image changes in this update."""
+    dns_api: DnsApiKeys | None = None
+    """OVH API keys of the DNS primary-record callback; only with endpoint.dns.primary_record."""
+
+
+@dataclass(frozen=True)
+class DnsApiKeys:
+    """``pgha-dns-api:*``: keys limited to the primary record (docs/applications.md)."""
+
+    application_key: pulumi.Output[str]
+    application_secret: pulumi.Output[str]
+    consumer_key: pulumi.Output[str]
+    endpoint: str
+
+
+def dns_api_keys(settings: Settings, problems: list[tuple[str, str]]) -> DnsApiKeys | None:
+    if not settings.endpoint.dns.primary_record:
+        return None
+    cfg = pulumi.Config(DNS_API)
+    values: dict[str, pulumi.Output[str]] = {}
+    for key in ("applicationKey", "applicationSecret", "consumerKey"):
+        value = cfg.get_secret(key)
+        if value is None:
+            problems.append((f"{DNS_API}:{key}", "required when endpoint.dns.primary_record is true (pulumi config set --secret ...)"))
+        else:
+            values[key] = value
+    if len(values) < 3:
+        return None
+    return DnsApiKeys(
+        application_key=values["applicationKey"],
+        application_secret=values["applicationSecret"],
+        consumer_key=values["consumerKey"],
+        endpoint=cfg.get("endpoint") or "https://eu.api.ovh.com/1.0",
+    )
 
 
 def config_keys() -> set[str]:
@@ -102,6 +138,7 @@ def load_stack_config() -> StackConfig:
     except SettingsError as e:
         raise SettingsError(problems + e.problems) from None
     check_roll(settings, roll, problems)
+    dns_api = dns_api_keys(settings, problems)
     if problems:
         raise SettingsError(problems)
-    return StackConfig(settings=settings, cloud_project=project, roll=roll)
+    return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api)

@@ -20,9 +20,10 @@ import pulumi_openstack as openstack
 import pulumi_random as random
 
 from cloud_init.render import hostname, render_patroni_node
-from cloud_init.secrets import KeyPair, Passwords, PatroniNodeSecrets
+from cloud_init.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets
 from cloud_init.settings import Settings
 
+from .config import DnsApiKeys
 from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
 from .pki import TlsKeyPair
 
@@ -44,6 +45,8 @@ class PatroniClusterArgs:
     """PostgreSQL + REST API server certificate per node, in plan order."""
     etcd_client_certs: Sequence[TlsKeyPair]
     """etcd client certificate per node, in plan order."""
+    dns_api: DnsApiKeys | None = None
+    """OVH API keys of the DNS primary-record callback (endpoint.dns.primary_record only)."""
 
 
 class PatroniCluster(pulumi.ComponentResource):
@@ -110,7 +113,8 @@ class PatroniCluster(pulumi.ComponentResource):
                     etcd_cert=args.etcd_client_certs[i].cert,
                     etcd_key=args.etcd_client_certs[i].key,
                     **self.passwords,
-                ).apply(functools.partial(_user_data, s, i))
+                    **_dns_api_inputs(args.dns_api),
+                ).apply(functools.partial(_user_data, s, i, args.dns_api.endpoint if args.dns_api else None))
             )
             self.user_data.append(user_data)
             self.instances.append(
@@ -150,12 +154,22 @@ class PatroniCluster(pulumi.ComponentResource):
         )
 
 
-def _user_data(settings: Settings, index: int, v: dict[str, str]) -> str:
+def _dns_api_inputs(keys: DnsApiKeys | None) -> dict[str, pulumi.Output[str]]:
+    if keys is None:
+        return {}
+    return {"dns_application_key": keys.application_key, "dns_application_secret": keys.application_secret, "dns_consumer_key": keys.consumer_key}
+
+
+def _user_data(settings: Settings, index: int, dns_endpoint: str | None, v: dict[str, str]) -> str:
     """Runs inside Output.apply, once the node's certificates and the passwords are known."""
+    dns_api = None
+    if dns_endpoint is not None:
+        dns_api = OvhApiCredentials(v["dns_application_key"], v["dns_application_secret"], v["dns_consumer_key"], endpoint=dns_endpoint)
     secrets = PatroniNodeSecrets(
         ca_cert=v["ca"],
         server=KeyPair(cert=v["server_cert"], key=v["server_key"]),
         etcd_client=KeyPair(cert=v["etcd_cert"], key=v["etcd_key"]),
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
+        dns_api=dns_api,
     )
     return render_patroni_node(settings, index, secrets).user_data

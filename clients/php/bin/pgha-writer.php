@@ -59,6 +59,9 @@ Options:
   --start-seq N       first seq value, default 1
   --create-table      CREATE TABLE IF NOT EXISTS TABLE (seq bigint, client text,
                       created_at timestamptz, PRIMARY KEY (client, seq)) first
+  --idempotent        INSERT ... ON CONFLICT (client, seq) DO NOTHING, run with
+                      idempotent: true (also retried when the connection broke after
+                      the statement was sent); needs the primary key above
   --help              this text
 
 Exit status: 0 when the loop ran (whatever the outcomes), 1 on a configuration or
@@ -87,7 +90,7 @@ function usageError(string $message): never
 function parseArgs(array $argv): array
 {
     $valued = ['config', 'table', 'rows', 'seconds', 'interval-ms', 'client', 'start-seq'];
-    $flags = ['create-table', 'help'];
+    $flags = ['create-table', 'idempotent', 'help'];
     $opts = [];
     $positional = [];
     for ($i = 1, $n = count($argv); $i < $n; $i++) {
@@ -178,6 +181,7 @@ if (isset($opts['seconds'])) {
     $seconds = (float) $opts['seconds'];
 }
 $client = isset($opts['client']) && is_string($opts['client']) ? $opts['client'] : gethostname() . ':' . getmypid();
+$idempotent = isset($opts['idempotent']);
 
 try {
     $config = Config::fromJsonFile($opts['config']);
@@ -229,8 +233,12 @@ if (function_exists('pcntl_async_signals')) {
     pcntl_signal(SIGTERM, $handler);
 }
 
-$sql = "INSERT INTO $table (seq, client) VALUES (:seq, :client)
-        RETURNING inet_server_addr()::text AS server, inet_server_port() AS server_port";
+$sql = $idempotent
+    // A replay after a lost acknowledgement finds the row and inserts nothing.
+    ? "WITH ins AS (INSERT INTO $table (seq, client) VALUES (:seq, :client) ON CONFLICT (client, seq) DO NOTHING)
+       SELECT inet_server_addr()::text AS server, inet_server_port() AS server_port"
+    : "INSERT INTO $table (seq, client) VALUES (:seq, :client)
+       RETURNING inet_server_addr()::text AS server, inet_server_port() AS server_port";
 $counts = ['committed' => 0, 'not_committed' => 0, 'unknown' => 0];
 $attempts = 0;
 $start = hrtime(true) / 1e9;
@@ -258,15 +266,16 @@ while (!$stop) {
             $r = $st->fetch(PDO::FETCH_ASSOC);
 
             return is_array($r) ? $r : [];
-        });
+        }, idempotent: $idempotent);
         $ok = true;
         $outcome = 'committed';
         $server = $row['server'] ?? null;
         $serverPort = isset($row['server_port']) ? (int) $row['server_port'] : null;
     } catch (Throwable $e) {
         if ($e instanceof FailoverTimeout) {
-            // every attempt failed before the INSERT was sent
-            $outcome = 'not_committed';
+            // not idempotent: every attempt failed before the INSERT was sent;
+            // idempotent: an earlier attempt may have sent (and committed) it
+            $outcome = $idempotent ? 'unknown' : 'not_committed';
         } elseif (ErrorClassifier::isFailover($e) && !ErrorClassifier::isPermanentConnectFailure($e)) {
             // the connection broke after the INSERT was sent (run() does not retry it)
             $outcome = 'unknown';

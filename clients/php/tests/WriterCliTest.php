@@ -56,7 +56,7 @@ final class WriterCliTest extends TestCase
         [$code, $out] = self::runWriter(['--help']);
 
         self::assertSame(0, $code);
-        foreach (['--table', '--rows', '--seconds', '--interval-ms'] as $opt) {
+        foreach (['--table', '--rows', '--seconds', '--interval-ms', '--idempotent'] as $opt) {
             self::assertStringContainsString($opt, $out);
         }
     }
