@@ -173,7 +173,12 @@ def render_etcd_node(
     secrets: EtcdNodeSecrets,
     plan: AddressPlan | None = None,
     layout: Layout | None = None,
+    cluster_state: str = "new",
 ) -> RenderedNode:
+    """``cluster_state="existing"`` for a member that replaces one removed from a running
+    cluster (``etcdctl member add`` first); ``"new"`` when the cluster is created."""
+    if cluster_state not in ("new", "existing"):
+        raise ValueError(f"cluster_state must be 'new' or 'existing', got {cluster_state!r}")
     plan = plan or settings.plan
     layout = layout or vm_layout(settings.patroni.postgres_version)
     e = settings.etcd
@@ -191,7 +196,7 @@ def render_etcd_node(
         "initial-advertise-peer-urls": f"https://{ip}:{e.peer_port}",
         "advertise-client-urls": f"https://{ip}:{e.client_port}",
         "initial-cluster": ",".join(f"{plan.etcd_name(i)}=https://{a}:{e.peer_port}" for i, a in enumerate(plan.etcd)),
-        "initial-cluster-state": "new",
+        "initial-cluster-state": cluster_state,
         "initial-cluster-token": f"pgha-{settings.stack}-{settings.patroni.scope}",
         "heartbeat-interval": e.heartbeat_interval_ms,
         "election-timeout": e.election_timeout_ms,
@@ -476,6 +481,23 @@ def render_patroni_node(
         deferred_owners=(layout.pg_os_user,),
     )
     return RenderedNode(name=name, role="patroni", address=ip, hostname=hostname(settings, name), files=tuple(files), user_data=user_data)
+
+
+# ------------------------------------------------------------------ bastion
+
+
+def render_bastion(settings: Settings) -> str:
+    """The bastion's #cloud-config: operators' keys, no password login. Holds no secret."""
+    doc = {
+        "hostname": hostname(settings, "bastion"),
+        "preserve_hostname": False,
+        "ssh_authorized_keys": list(settings.access.ssh_public_keys),
+        "ssh_pwauth": False,
+        "disable_root": True,
+        "package_update": True,
+        "package_upgrade": True,
+    }
+    return "#cloud-config\n# pgha bastion, rendered by cloud_init/render.py\n" + dump_yaml(doc)
 
 
 # ------------------------------------------------------------------ application side

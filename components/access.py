@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 import pulumi_tls as tls
-import yaml
 
-from cloud_init.render import hostname
+from cloud_init.render import hostname, render_bastion
 from cloud_init.settings import Settings
 
 TYPE = "pgha:index:Access"
@@ -61,20 +60,6 @@ def ingress_rules(settings: Settings) -> list[IngressRule]:
     if acc.bastion.enabled:
         rules += [IngressRule("bastion", 22, c, "ssh from admin networks") for c in acc.admin_cidrs]
     return rules
-
-
-def bastion_user_data(settings: Settings) -> str:
-    """The bastion's #cloud-config: operators' keys, no passwords. Holds no secret."""
-    doc = {
-        "hostname": hostname(settings, "bastion"),
-        "preserve_hostname": False,
-        "ssh_authorized_keys": list(settings.access.ssh_public_keys),
-        "ssh_pwauth": False,
-        "disable_root": True,
-        "package_update": True,
-        "package_upgrade": True,
-    }
-    return "#cloud-config\n# pgha bastion, rendered by components/access.py\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
 @dataclass(frozen=True)
@@ -158,7 +143,7 @@ class Access(pulumi.ComponentResource):
                 flavor_name=s.access.bastion.flavor,
                 image_name=s.etcd.image,
                 key_pair=self.key_pair_name,
-                user_data=bastion_user_data(s),
+                user_data=render_bastion(s),
                 # Nova applies instance-level security groups to the port it creates on
                 # Ext-Net (the public one); the private port carries its own.
                 security_groups=[sg.name],

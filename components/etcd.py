@@ -65,7 +65,11 @@ class EtcdCluster(pulumi.ComponentResource):
             port = fixed_port(self, res, hostname(s, member), ip, args.placement, region)
             pair = args.certs[i]
             user_data: pulumi.Output[str] = pulumi.Output.secret(
-                pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(functools.partial(_user_data, s, i))
+                pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(
+                    # A rolled member is a new VM with an empty data dir that joins the running
+                    # cluster (after `etcdctl member add`, see README "Day 2").
+                    functools.partial(_user_data, s, i, "existing" if member in args.placement.roll else "new")
+                )
             )
             self.user_data.append(user_data)
             self.instances.append(
@@ -87,7 +91,7 @@ class EtcdCluster(pulumi.ComponentResource):
         self.register_outputs({"names": self.names, "addresses": self.addresses, "instance_ids": [i.id for i in self.instances]})
 
 
-def _user_data(settings: Settings, index: int, values: dict[str, str]) -> str:
+def _user_data(settings: Settings, index: int, cluster_state: str, values: dict[str, str]) -> str:
     """Runs inside Output.apply, once the member's certificate and key are known."""
     secrets = EtcdNodeSecrets(ca_cert=values["ca"], node=KeyPair(cert=values["cert"], key=values["key"]))
-    return render_etcd_node(settings, index, secrets).user_data
+    return render_etcd_node(settings, index, secrets, cluster_state=cluster_state).user_data

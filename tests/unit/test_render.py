@@ -244,3 +244,22 @@ def test_check_json_lists_every_member() -> None:
     assert check["etcd"]["members"] == ["etcd1", "etcd2", "etcd3"]
     assert check["patroni"]["members"] == ["pg1", "pg2", "pg3"]
     assert check["patroni"]["synchronous_mode"] is True
+
+
+def test_replacement_etcd_member_joins_existing_cluster() -> None:
+    s = load_stack_file("dev", ROOT)
+    sec = EtcdNodeSecrets(FAKE_CA, fake_keypair("e"))
+    from cloud_init.render import render_etcd_node
+
+    assert yaml.safe_load(render_etcd_node(s, 1, sec).file("/etcd.yml").content)["initial-cluster-state"] == "new"
+    assert yaml.safe_load(render_etcd_node(s, 1, sec, cluster_state="existing").file("/etcd.yml").content)["initial-cluster-state"] == "existing"
+    with pytest.raises(ValueError):
+        render_etcd_node(s, 1, sec, cluster_state="bogus")
+
+
+def test_bastion_has_keys_and_no_password_login() -> None:
+    from cloud_init.render import render_bastion
+
+    s = load_stack_file("prod", ROOT)
+    doc = yaml.safe_load(render_bastion(s))
+    assert doc["ssh_authorized_keys"] == list(s.access.ssh_public_keys) and doc["ssh_pwauth"] is False
