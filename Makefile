@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup lab test test-unit test-components test-lab test-php golden render readme-config lint down bench
+.PHONY: help setup lab test test-unit test-components test-lab test-php golden render readme-config lint down bench drill bench-failover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,8 +43,14 @@ readme-config: ## regenerate the README configuration table from the schema
 	$(PY) scripts/readme_config.py
 
 lint: ## ruff + mypy
-	$(PY) -m ruff check cloud_init components lab tests bench scripts examples __main__.py
+	$(PY) -m ruff check cloud_init components lab tests bench scripts examples clients/python __main__.py
 	$(PY) -m mypy
 
 bench: ## lab bring-up benchmark
 	$(PY) bench/lab_bringup.py --runs 3
+
+drill: ## every failover drill on the running lab (STACK=prod for synchronous mode)
+	$(PY) -m lab --stack $(STACK) drill --all
+
+bench-failover: ## failover benchmark: scenarios x timing profiles, min/median/max
+	$(PY) bench/failover.py --runs 3

@@ -148,6 +148,12 @@ def cmd_kill(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from .drills import cli as drill_cli
+
+    return drill_cli(_topo(args), args.scenarios, args.all, args.timing_profile, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", default=os.environ.get("PGHA_STACK", "dev"), help="stack whose Pulumi.<stack>.yaml to run (default dev)")
@@ -171,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("node")
     kl = sub.add_parser("kill", help="SIGKILL a node's daemon (and its PostgreSQL)")
     kl.add_argument("node")
+    dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills.py)")
+    dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills.py)")
+    dr.add_argument("--all", action="store_true", help="every scenario, in order")
+    dr.add_argument("--timing-profile", help="a timing profile (cloud_init/settings.py) to PATCH into Patroni's config first")
+    dr.add_argument("--out", help="output directory (default <run dir>/drills/<UTC stamp>)")
     sv = sub.add_parser("_supervise", help=argparse.SUPPRESS)
     sv.add_argument("--run-dir", dest="sv_run_dir", required=True)
     sv.add_argument("--prefix", dest="sv_prefix", required=True)
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "psql": cmd_psql,
         "start": cmd_start,
         "kill": cmd_kill,
+        "drill": cmd_drill,
         "rotate-certs": cmd_rotate_certs,
     }
     try:
