@@ -15,8 +15,8 @@ healthy (etcd 3/3, a leader, replicas streaming, a sync standby in synchronous m
 
 1 node-death      SIGKILL the primary's Patroni, postmaster and backends; restart it
 2 frozen-primary  SIGSTOP them for longer than ttl, then SIGCONT
-3 partition       cut the primary off from etcd and its peers (needs a packet filter
-                  able to tell lab nodes apart; skipped otherwise, with the reason)
+3 partition       cut the primary off from etcd and its peers (nftables matching the
+                  node's cgroup, lab/netcut.py; clients still reach it), then heal
 4 switchover      planned switchover through Patroni's REST API
 5 etcd-loss-1     SIGKILL the etcd leader for ttl + loop_wait; restart it
 6 etcd-loss-2     SIGKILL 2 of 3 etcd members (quorum lost: failsafe mode keeps the
@@ -43,6 +43,7 @@ from typing import Any
 from cloud_init.settings import TIMING_PROFILES
 
 from . import cluster as c
+from . import netcut
 from .drill_load import LoadSettings, Recorder, ensure_tables, present_seqs
 from .drill_report import client_summary, dual_primaries, leadership, plot, table
 from .topology import Topology
@@ -265,20 +266,24 @@ def s_frozen_primary(d: Drill) -> None:
 
 
 def partition_unavailable(topo: Topology) -> str | None:
-    tools = [t for t in ("nft", "iptables") if shutil.which(t)]
-    if not tools:
-        return (
-            "no packet filter on this machine (neither nft nor iptables; add the apt package nftables to scripts/setup.sh), "
-            "and per-node network namespaces would need the lab re-plumbed"
-        )
-    return (
-        f"{'/'.join(tools)} found, but every lab node connects from 127.0.0.1 as the same user, so address rules cannot "
-        "cut one node off from etcd and its peers; needs per-node source addresses, uids or network namespaces"
-    )
+    return netcut.unavailable(topo)
 
 
-def s_partition(d: Drill) -> None:  # pragma: no cover - always unavailable for now
-    raise DrillError(partition_unavailable(d.topo) or "not implemented")
+def s_partition(d: Drill) -> None:
+    """The primary loses etcd and its peers; clients still reach it. It must demote
+    itself (failsafe cannot reach the peers either) before a replica is promoted."""
+    old = d.old_leader
+    d.mark("fault", f"partition {old}")
+    d.extra["partitioned"] = old
+    netcut.partition(d.topo, old)
+    try:
+        t = d.wait(d.promoted, d.timing.ttl + 60, "a replica to be promoted")
+        d.recovered_after(t, 60)
+        d.hold(2.0)
+    finally:
+        since = d.mark("restore", f"heal {old}")
+        netcut.heal(d.topo)
+    d.measure_rejoin(old, since)
 
 
 def s_switchover(d: Drill) -> None:
@@ -420,7 +425,9 @@ def resolve(names: list[str]) -> list[Scenario]:
 
 
 def restore(topo: Topology, frozen: list[int], timeout: float = 180) -> None:
-    """Every daemon running again (frozen ones resumed, dead ones restarted), then healthy."""
+    """Every daemon running again (frozen ones resumed, dead ones restarted, network
+    healed), then healthy."""
+    netcut.heal(topo)
     if frozen:
         _kill(frozen, signal.SIGCONT)
     for n in [*topo.etcd_names, *topo.pg_names, "haproxy"]:

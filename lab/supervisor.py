@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import netcut
 from .topology import Topology, run_user
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -115,6 +116,8 @@ class Supervisor:
             **kw,  # type: ignore[arg-type]
         )
         log.close()
+        # Its own cgroup, so a drill can cut this node off the network (lab/netcut.py).
+        netcut.join(self.topo, name, self.procs[name].pid)
         self.write_state()
 
     def reap(self) -> None:
@@ -214,6 +217,8 @@ class Supervisor:
             self.serve_requests()
             time.sleep(0.1)
         self.stop_all()
+        netcut.heal(self.topo)
+        netcut.cleanup(self.topo)
         self.state_path().unlink(missing_ok=True)
         return 0
 

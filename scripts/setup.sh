@@ -23,7 +23,7 @@ apt_packages=(
   php-cli php-pgsql phpunit composer
   cloud-init
   python3-venv python3-dev
-  iproute2 procps
+  iproute2 procps nftables
 )
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -87,6 +87,7 @@ def test_partition_of_the_primary(drill_lab: Topology) -> None:
         pytest.skip(reason)
     r = drill(drill_lab, "partition")
     no_acked_commit_lost(r)
+    assert r["failover"] and r["new_leader"] != r["old_leader"]
     assert r["rejoin_node"] == r["old_leader"] and r["rejoin_s"] is not None
 
 
