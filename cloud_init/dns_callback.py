@@ -89,7 +89,7 @@ def callback_config(settings: Settings, index: int, credentials: OvhApiCredentia
 
 def access_rules(zone: str, record_id: int | str = "<record-id>") -> list[dict[str, str]]:
     """The OVH API access rules the callback's consumer key needs, and no more
-    (``accessRules`` of ``POST /auth/credential``; docs/applications.md)."""
+    (``accessRules`` of ``POST /auth/credential``; README "Connecting applications")."""
     return [
         {"method": "GET", "path": f"/domain/zone/{zone}/record"},
         {"method": "GET", "path": f"/domain/zone/{zone}/record/{record_id}"},

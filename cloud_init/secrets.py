@@ -37,7 +37,7 @@ class EtcdNodeSecrets:
 @dataclass(frozen=True)
 class OvhApiCredentials:
     """OVH API keys of the DNS primary-record callback (endpoint.dns.primary_record).
-    Request them with access rules limited to that one record (docs/applications.md)."""
+    Request them with access rules limited to that one record (README "Connecting applications")."""
 
     application_key: str
     application_secret: str

@@ -48,7 +48,7 @@ class StackConfig:
 
 @dataclass(frozen=True)
 class DnsApiKeys:
-    """``pgha-dns-api:*``: keys limited to the primary record (docs/applications.md)."""
+    """``pgha-dns-api:*``: keys limited to the primary record (README "Connecting applications")."""
 
     application_key: pulumi.Output[str]
     application_secret: pulumi.Output[str]

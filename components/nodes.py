@@ -6,7 +6,7 @@ at first boot, and OpenStack replaces an instance whose user-data (or image) cha
 So instances ignore later changes of those inputs: a template or config change would
 otherwise replace every node of a cluster in one update. It is rolled out one node at
 a time instead, by naming the node in ``Placement.roll`` (``PGHA_ROLL=pg2 pulumi up``,
-see docs/deploy.md "Day 2"): that instance stops ignoring them and is replaced if they
+see README "Deploy to OVH" "Day 2"): that instance stops ignoring them and is replaced if they
 changed. Instances are deleted before their replacement is created (the fixed-IP port
 can only be bound to one instance).
 """

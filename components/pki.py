@@ -7,7 +7,7 @@ address) and an etcd client certificate (clientAuth). Private keys live only in 
 (encrypted) stack state and in the nodes' secret user-data.
 
 Certificates are long-lived and never renewed early: a renewal would change user-data,
-which nodes only read at first boot (see docs/deploy.md, "Day 2").
+which nodes only read at first boot (see README "Deploy to OVH", "Day 2").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 commits missing (RPO), moments with two writable primaries, leader changes; and the
 outputs: a human table, JSON, and a PNG timeline (matplotlib, Agg backend).
 
-Definitions (docs/drills.md):
+Definitions (README "Failover drills"):
 
 - RTO of a client path: the longest time between two consecutive acknowledged commits
   of that client, from its last ack before the fault to the end of the drill.

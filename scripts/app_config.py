@@ -12,7 +12,7 @@ Writes three files side by side and never puts the password into the config:
 
 Relative paths in the config are resolved by the connector against the config's
 directory, so the three files move together. ``--via`` picks how the connector reaches
-the primary (docs/applications.md): ``nodes`` (default) lists every node and lets libpq
+the primary (README "Connecting applications"): ``nodes`` (default) lists every node and lets libpq
 find the primary (target_session_attrs=read-write, sslmode verify-full); ``haproxy``,
 ``lb``, ``dns`` and ``primary-record`` give one address in front of the primary, with
 sslmode verify-ca because the server certificate names the node, not that address.
