@@ -9,6 +9,7 @@ resolved here; every problem is collected with its dotted path and raised once a
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -356,7 +357,7 @@ def _resolve(schema: dict[str, Opt], raw: Any, path: str, problems: list[tuple[s
         problems.append((path, f"must be a mapping, got {type(raw).__name__}"))
         raw = {}
     for key in sorted(set(raw) - set(schema)):
-        close = [k for k in schema if k.replace("_", "") == str(key).replace("_", "").replace("-", "").lower()]
+        close = difflib.get_close_matches(str(key).replace("-", "_").lower(), list(schema), n=1, cutoff=0.75)
         hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(sorted(schema))}"
         problems.append((f"{path}.{key}", f"unknown key{hint}"))
     for key, opt in schema.items():

@@ -181,3 +181,9 @@ def test_input_is_not_mutated() -> None:
     before = copy.deepcopy(raw)
     load("test", raw)
     assert raw == before
+
+
+def test_unknown_key_suggests_the_closest_known_key() -> None:
+    with pytest.raises(SettingsError) as exc:
+        load("test", with_({"patroni.synchronous_mod": True}))
+    assert exc.value.problems == [("patroni.synchronous_mod", "unknown key; did you mean 'synchronous_mode'?")]
