@@ -17,7 +17,7 @@ from typing import Any
 
 from cloud_init.layout import Layout
 from cloud_init.render import RenderedNode, libpq_dsn, render_cluster, render_haproxy
-from cloud_init.secrets import EtcdNodeSecrets, Passwords, PatroniNodeSecrets
+from cloud_init.secrets import EtcdNodeSecrets, OvhApiCredentials, Passwords, PatroniNodeSecrets
 from cloud_init.settings import AddressPlan, Settings, load_stack_file
 
 from .pki import LabCA
@@ -112,6 +112,9 @@ class Topology:
     run_dir: Path
     settings: Settings
     plan: AddressPlan
+    #: OVH API credentials for the DNS primary-record callback (endpoint.dns.primary_record);
+    #: in tests they point at a local double of the OVH API.
+    dns_api: OvhApiCredentials | None = None
 
     @property
     def etcd_names(self) -> list[str]:
@@ -177,7 +180,7 @@ def render_lab(topo: Topology, passwords: Passwords, ca: LabCA) -> list[Rendered
     src = LOOPBACK_SOURCE
     etcd = [EtcdNodeSecrets(ca.pem, ca.issue(n, [plan.etcd[i], src])) for i, n in enumerate(topo.etcd_names)]
     pg = [
-        PatroniNodeSecrets(ca.pem, ca.issue(n, [plan.patroni[i], src]), ca.issue(f"{n}-etcd-client", [src], server=False), passwords)
+        PatroniNodeSecrets(ca.pem, ca.issue(n, [plan.patroni[i], src]), ca.issue(f"{n}-etcd-client", [src], server=False), passwords, dns_api=topo.dns_api)
         for i, n in enumerate(topo.pg_names)
     ]
     layouts = {n: topo.layout(n) for n in topo.etcd_names + topo.pg_names}
