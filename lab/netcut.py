@@ -109,14 +109,7 @@ def ruleset(topo: Topology, node: str) -> str:
         lv, p = _nft_ref(topo, n)
         lines.append(f'        socket cgroupv2 level {lv} "{p}" ip daddr {ip} drop')
     body = "\n".join(lines)
-    return (
-        f"table inet {table_name(topo)} {{\n"
-        "    chain out {\n"
-        "        type filter hook output priority 0; policy accept;\n"
-        f"{body}\n"
-        "    }\n"
-        "}\n"
-    )
+    return f"table inet {table_name(topo)} {{\n    chain out {{\n        type filter hook output priority 0; policy accept;\n{body}\n    }}\n}}\n"
 
 
 def partition(topo: Topology, node: str) -> str:

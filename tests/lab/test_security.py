@@ -152,7 +152,20 @@ def test_postgres_auth_methods_are_scram_only(sync_lab: Topology) -> None:
         assert {r[0] for r in rules} <= {"local", "hostssl", "host"}
         assert all(r[-1] == "reject" for r in rules if r[0] == "host")
     lay = sync_lab.layout(sync_lab.pg_names[0])
-    p = c.run_as_user([f"{lay.pg_bin_dir}/psql", "-XAt", "-h", lay.socket_dir, "-U", "postgres", "-d", "postgres", "-c", "select rolname, left(rolpassword, 14) from pg_authid where rolpassword is not null order by 1"])
+    p = c.run_as_user(
+        [
+            f"{lay.pg_bin_dir}/psql",
+            "-XAt",
+            "-h",
+            lay.socket_dir,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "select rolname, left(rolpassword, 14) from pg_authid where rolpassword is not null order by 1",
+        ]
+    )
     assert p.returncode == 0, p.stderr
     rows = dict(line.split("|") for line in p.stdout.splitlines())
     assert set(rows) >= {"app", "replicator", "rewind_user", "postgres"}
