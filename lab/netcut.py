@@ -77,10 +77,8 @@ def table_name(topo: Topology) -> str:
     return "pgha_cut_" + topo.plan.patroni[0].rsplit(".", 2)[0].replace(".", "_")
 
 
-def unavailable(topo: Topology) -> str | None:
-    """Why a partition cannot be made here, or None."""
-    if not shutil.which("nft"):
-        return "nft (Debian package nftables) is not installed; scripts/setup.sh installs it"
+def kernel_unsupported() -> str | None:
+    """Why this kernel/mount layout cannot isolate a lab node (not fixable by setup), or None."""
     root = cgroup2_root()
     if root is None:
         return "no cgroup v2 hierarchy mounted"
@@ -88,6 +86,16 @@ def unavailable(topo: Topology) -> str | None:
         root.relative_to(NFT_CGROUP_BASE)
     except ValueError:
         return f"cgroup v2 is mounted at {root}, outside {NFT_CGROUP_BASE} where nft resolves cgroup paths"
+    return None
+
+
+def unavailable(topo: Topology) -> str | None:
+    """Why a partition cannot be made here, or None."""
+    if not shutil.which("nft"):
+        return "nft (Debian package nftables) is not installed; scripts/setup.sh installs it"
+    unsupported = kernel_unsupported()
+    if unsupported:
+        return unsupported
     for n in topo.pg_names:
         cg = node_cgroup(topo, n)
         try:

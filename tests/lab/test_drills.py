@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lab import cluster as c
+from lab import netcut
 from lab.drills import SCENARIOS, run_drill
 from lab.topology import Topology, load_topology
 
@@ -82,9 +83,11 @@ def test_frozen_primary_is_replaced_and_rejoins_after_sigcont(drill_lab: Topolog
 
 
 def test_partition_of_the_primary(drill_lab: Topology) -> None:
+    unsupported = netcut.kernel_unsupported()
+    if unsupported:  # a machine whose kernel cannot isolate one loopback node; setup cannot fix that
+        pytest.skip(f"partition needs nftables matching cgroup v2 groups: {unsupported}")
     reason = SCENARIOS["partition"].unavailable(drill_lab)
-    if reason:
-        pytest.skip(reason)
+    assert reason is None, reason
     r = drill(drill_lab, "partition")
     no_acked_commit_lost(r)
     assert r["failover"] and r["new_leader"] != r["old_leader"]
