@@ -57,7 +57,8 @@ class PatroniNodeSecrets:
 def fake_keypair(name: str) -> KeyPair:
     return KeyPair(
         cert=f"-----BEGIN CERTIFICATE-----\nFAKE-PLACEHOLDER-CERTIFICATE-FOR-{name}\n-----END CERTIFICATE-----\n",
-        key=f"-----BEGIN PRIVATE KEY-----\nFAKE-PLACEHOLDER-KEY-FOR-{name}\n-----END PRIVATE KEY-----\n",
+        # Not PEM on purpose: nothing here may look like key material.
+        key=f"FAKE PLACEHOLDER: the private key of {name} is generated at deploy time and never rendered here\n",
     )
 
 
