@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from cloud_init.settings import TIMING_PROFILES  # noqa: E402
 from lab import cluster as c  # noqa: E402
 from lab.drills import SCENARIOS, apply_timing, resolve, run_drill  # noqa: E402
-from lab.topology import load_topology  # noqa: E402
+from lab.topology import load_topology, scratch_dir  # noqa: E402
 
 DEFAULT_SCENARIOS = "node-death,frozen-primary,switchover,replica-loss,postgres-crash"
 METRICS = (("rto libpq", ("clients", "libpq", "rto_s")), ("rto haproxy", ("clients", "haproxy", "rto_s")), ("rejoin", ("rejoin_s",)))
@@ -76,7 +76,7 @@ def main() -> int:
     ap.add_argument("--profiles", default="fast,patroni-defaults", help="comma-separated timing profiles")
     ap.add_argument("--stack", default="prod")
     ap.add_argument("--prefix", default="127.80")
-    ap.add_argument("--run-dir", type=Path, default=Path("/tmp/pgha-bench-failover"))
+    ap.add_argument("--run-dir", type=Path, default=scratch_dir("pgha-bench-failover"))
     ap.add_argument("--keep", action="store_true", help="keep the run dir (logs, per-drill JSON and PNG)")
     ap.add_argument("--json", type=Path, help="where to write the figures (default bench/results/failover-<stamp>.json)")
     args = ap.parse_args()

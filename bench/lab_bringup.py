@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import cluster as c  # noqa: E402
-from lab.topology import load_topology  # noqa: E402
+from lab.topology import load_topology, scratch_dir  # noqa: E402
 
 
 def descendants(root: int) -> list[int]:
@@ -82,7 +82,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--stack", default="dev")
     ap.add_argument("--prefix", default="127.81")
-    ap.add_argument("--run-dir", type=Path, default=Path("/tmp/pgha-bench-bringup"))
+    ap.add_argument("--run-dir", type=Path, default=scratch_dir("pgha-bench-bringup"))
     ap.add_argument("--json", type=Path, help="also write the raw figures here")
     args = ap.parse_args()
     times, mems = [], []

@@ -157,7 +157,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", default=os.environ.get("PGHA_STACK", "dev"), help="stack whose Pulumi.<stack>.yaml to run (default dev)")
-    ap.add_argument("--run-dir", help="run directory (default /tmp/pgha-lab/<stack>, or $PGHA_LAB_DIR)")
+    ap.add_argument("--run-dir", help="run directory (default $PGHA_LAB_DIR, else pgha-lab/<stack> in the system temp dir)")
     ap.add_argument("--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="bring the lab up and validate it")

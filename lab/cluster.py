@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -430,7 +431,7 @@ def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProc
     if os.geteuid() == 0:
         user = run_user()
         kw = {"user": user, "group": user, "extra_groups": []}
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "ETCDCTL_API": "3", "HOME": "/tmp"}
+    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "ETCDCTL_API": "3", "HOME": tempfile.gettempdir()}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
 
 

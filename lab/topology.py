@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import secrets as pysecrets
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,15 @@ LAB_PG_PARAMETERS: dict[str, Any] = {
 }
 
 
+def scratch_dir(name: str) -> Path:
+    """Where labs, lab tests and benchmarks run: under the system temp directory
+    ($TMPDIR, else /tmp). It must be traversable by LAB_USER."""
+    return Path(tempfile.gettempdir()) / name
+
+
 def default_run_dir(stack: str) -> Path:
-    return Path(os.environ.get("PGHA_LAB_DIR", f"/tmp/pgha-lab/{stack}"))
+    env = os.environ.get("PGHA_LAB_DIR")
+    return Path(env) if env else scratch_dir("pgha-lab") / stack
 
 
 def default_prefix() -> str:

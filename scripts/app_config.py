@@ -1,7 +1,7 @@
 """Stack outputs (or a running lab) -> the PHP connector's config (clients/php).
 
     pulumi stack output --json --show-secrets | python scripts/app_config.py --stack-output - --out /etc/app/pg.json
-    python scripts/app_config.py --lab /tmp/pgha-lab/dev --out /tmp/pg.json            # the lab, same outputs
+    python scripts/app_config.py --lab RUN_DIR --out pg.json            # the lab, same outputs
     python scripts/app_config.py --stack-output out.json --out pg.json --via haproxy   # or lb, dns, primary-record
 
 Writes three files side by side and never puts the password into the config:

@@ -8,13 +8,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from lab import cluster as c
-from lab.topology import Topology, load_topology
+from lab.topology import Topology, load_topology, scratch_dir
 
 FAILED: list[str] = []
 
@@ -28,7 +27,7 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
 
 
 def start_lab(stack: str, prefix: str) -> Topology:
-    run_dir = Path(f"/tmp/pgha-lab-tests/{stack}-{os.getpid()}")
+    run_dir = scratch_dir("pgha-lab-tests") / f"{stack}-{os.getpid()}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     topo = load_topology(stack, run_dir, prefix)

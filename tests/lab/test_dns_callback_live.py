@@ -11,13 +11,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from cloud_init.secrets import OvhApiCredentials
 from lab import cluster as c
-from lab.topology import Topology, load_topology
+from lab.topology import Topology, load_topology, scratch_dir
 from tests.unit import test_dns_callback as ovh
 
 from .conftest import FAILED, wait_for
@@ -42,7 +41,7 @@ def dns_lab() -> Iterator[tuple[Topology, Api]]:
     ovh.grant_callback_rules(double)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
 
-    run_dir = Path(f"/tmp/pgha-lab-tests/dns-{os.getpid()}")
+    run_dir = scratch_dir("pgha-lab-tests") / f"dns-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     topo = load_topology("prod", run_dir, "127.82")
     s = topo.settings

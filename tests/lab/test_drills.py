@@ -1,6 +1,6 @@
 """Failover drills on the prod stack (synchronous mode): invariants, never timings.
 
-One lab for the module (127.79.x.y, run dir /tmp/pgha-lab-tests/drills-<pid>, kept when
+One lab for the module (127.79.x.y, run dir pgha-lab-tests/drills-<pid> under the temp dir, kept when
 a test failed: logs/ plus drills/ with each drill's JSON, raw attempts and PNG). Each
 test runs one scenario of lab/drills.py, which ends with the cluster healthy again.
 Timings are figures for bench/failover.py."""
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from lab import cluster as c
 from lab import netcut
 from lab.drills import SCENARIOS, run_drill
-from lab.topology import Topology, load_topology
+from lab.topology import Topology, load_topology, scratch_dir
 
 from .conftest import FAILED
 
@@ -29,7 +28,7 @@ PREFIX = "127.79"
 
 @pytest.fixture(scope="session")
 def drill_lab() -> Iterator[Topology]:
-    run_dir = Path(f"/tmp/pgha-lab-tests/drills-{os.getpid()}")
+    run_dir = scratch_dir("pgha-lab-tests") / f"drills-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     topo = load_topology("prod", run_dir, PREFIX)
     c.prepare(topo)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab import cluster as c
+from lab.topology import scratch_dir
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def lab(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_up_status_down_cycle() -> None:
-    run_dir = Path(f"/tmp/pgha-lab-tests/dev-cli-{os.getpid()}")
+    run_dir = scratch_dir("pgha-lab-tests") / f"dev-cli-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
         p = lab(run_dir, "up")
