@@ -509,18 +509,13 @@ def render_haproxy(
     """HAProxy for application hosts (a stack output) and the lab: primary port checked
     on Patroni's /primary, read-only port on /replica."""
     plan = plan or settings.plan
-    servers = [{"name": plan.patroni_name(i), "address": ip} for i, ip in enumerate(plan.patroni)]
-    return _tpl(
-        "haproxy/haproxy.cfg.j2",
-        bind=bind,
-        primary_port=settings.endpoint.haproxy_primary_port,
-        replica_port=settings.endpoint.haproxy_replica_port,
-        pg_port=settings.patroni.port,
-        rest_port=settings.patroni.rest_port,
-        ca_file=ca_file,
-        servers=servers,
-        extra_global=list(extra_global),
-    )
+    pg, ep = settings.patroni, settings.endpoint
+    listeners = [
+        {"name": "pgha_primary", "bind": f"{bind}:{ep.haproxy_primary_port}", "check_uri": "/primary", "round_robin": False, "redispatch": True},
+        {"name": "pgha_replicas", "bind": f"{bind}:{ep.haproxy_replica_port}", "check_uri": "/replica", "round_robin": True, "redispatch": False},
+    ]
+    servers = [f"{plan.patroni_name(i)} {ip}:{pg.port} check port {pg.rest_port}" for i, ip in enumerate(plan.patroni)]
+    return _tpl("haproxy/haproxy.cfg.j2", listeners=listeners, servers=servers, ca_file=ca_file, extra_global=list(extra_global))
 
 
 def libpq_dsn(settings: Settings, plan: AddressPlan | None = None, read_only: bool = False, sslrootcert: str = "ca.crt") -> str:
