@@ -198,10 +198,8 @@ class Probe(threading.Thread):
         self.stop_event = stop
         self.load = load
         self.attempts: list[Attempt] = []
-        pg = topo.settings.patroni
         self.dsn = (
-            f"host={topo.address(node)} port={pg.port} dbname={pg.app_database} user={pg.app_user} sslmode=verify-full"
-            f" sslrootcert={topo.ca_file} connect_timeout={load.connect_timeout} application_name=pgha-drill-probe"
+            f"{topo.node_dsn(node, connect_timeout=load.connect_timeout)} application_name=pgha-drill-probe"
             f" options='-c statement_timeout={load.probe_statement_timeout_ms}'"
         )
 

@@ -161,13 +161,19 @@ class Topology:
     def dsn(self, read_only: bool = False) -> str:
         return libpq_dsn(self.settings, self.plan, read_only=read_only, sslrootcert=str(self.ca_file))
 
-    def haproxy_dsn(self, replica: bool = False) -> str:
+    def _single_host_dsn(self, host: str, port: int, sslmode: str, connect_timeout: int) -> str:
         pg = self.settings.patroni
-        port = self.settings.endpoint.haproxy_replica_port if replica else self.settings.endpoint.haproxy_primary_port
+        return f"host={host} port={port} dbname={pg.app_database} user={pg.app_user} sslmode={sslmode} sslrootcert={self.ca_file} connect_timeout={connect_timeout}"
+
+    def node_dsn(self, node: str, connect_timeout: int = 2) -> str:
+        """One node directly, as the application user (no password)."""
+        return self._single_host_dsn(self.address(node), self.settings.patroni.port, "verify-full", connect_timeout)
+
+    def haproxy_dsn(self, replica: bool = False) -> str:
+        ep = self.settings.endpoint
+        port = ep.haproxy_replica_port if replica else ep.haproxy_primary_port
         # HAProxy forwards TCP: TLS is end to end, verify-ca (the server cert names the node, not HAProxy).
-        return (
-            f"host={self.haproxy_addr} port={port} dbname={pg.app_database} user={pg.app_user} sslmode=verify-ca sslrootcert={self.ca_file} connect_timeout=2"
-        )
+        return self._single_host_dsn(self.haproxy_addr, port, "verify-ca", 2)
 
 
 def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = None, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> Topology:

@@ -64,13 +64,6 @@ def connect(topo: Topology, dsn: str, **kw: object) -> psycopg.Connection:
     return psycopg.connect(dsn, password=topo.passwords().app, autocommit=True, **kw)  # type: ignore[arg-type]
 
 
-def node_dsn(topo: Topology, node: str) -> str:
-    pg = topo.settings.patroni
-    return (
-        f"host={topo.address(node)} port={pg.port} dbname={pg.app_database} user={pg.app_user} sslmode=verify-full sslrootcert={topo.ca_file} connect_timeout=2"
-    )
-
-
 def wait_for(pred, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last = None

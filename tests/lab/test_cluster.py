@@ -11,7 +11,7 @@ import pytest
 from lab import cluster as c
 from lab.topology import Topology
 
-from .conftest import connect, node_dsn, wait_for
+from .conftest import connect, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -36,7 +36,7 @@ def test_exactly_one_leader_and_two_streaming_replicas(sync_lab: Topology) -> No
     m = members(sync_lab)
     leaders = [n for n, v in m.items() if v["role"] == "leader"]
     assert len(leaders) == 1
-    with connect(sync_lab, node_dsn(sync_lab, leaders[0])) as conn:
+    with connect(sync_lab, sync_lab.node_dsn(leaders[0])) as conn:
         assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
     # pg_stat_replication as the leader sees it, through the node's own check script:
     # application_name must be a member name (pg_basebackup shows up as streaming too).
@@ -63,7 +63,7 @@ def test_write_on_primary_is_readable_on_replicas(sync_lab: Topology) -> None:
     for n in sync_lab.pg_names:
         if n == leader:
             continue
-        with connect(sync_lab, node_dsn(sync_lab, n)) as conn:
+        with connect(sync_lab, sync_lab.node_dsn(n)) as conn:
             assert conn.execute("select pg_is_in_recovery()").fetchone() == (True,)
             wait_for(lambda: conn.execute("select count(*) from t_replicated where v = %s", (token,)).fetchone() == (1,), 10, f"row on {n}")
 

@@ -28,7 +28,7 @@ import pytest
 from lab import cluster as c
 from lab.topology import Topology
 
-from .conftest import connect, node_dsn, wait_for
+from .conftest import connect, wait_for
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ class WriteProbe:
                 try:
                     conn = conns[n]
                     if conn is None or conn.closed:
-                        conn = conns[n] = connect(self.topo, node_dsn(self.topo, n).replace("connect_timeout=2", "connect_timeout=1"))
+                        conn = conns[n] = connect(self.topo, self.topo.node_dsn(n, connect_timeout=1))
                     conn.execute("insert into t_probe (node) values (%s)", (n,))
                     self.accepted[n] = time.time()
                 except psycopg.Error:
@@ -165,7 +165,7 @@ def check_and_report(topo: Topology, writers: list[Writer], old: str, new: str, 
     """The invariants for every writer, then the figures (printed, not asserted)."""
     old_addr, new_addr = topo.address(old), topo.address(new)
     summaries = {w.name: w.stop() for w in writers}
-    with connect(topo, node_dsn(topo, new)) as conn:
+    with connect(topo, topo.node_dsn(new)) as conn:
         assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
         present_by_client = {w.client: {r[0] for r in conn.execute(f"select seq from {table} where client = %s", (w.client,)).fetchall()} for w in writers}
     print(f"\n{drill}: {old} -> {new}; new primary accepted writes {accepted_at - event_at:.2f}s after the {drill} started")

@@ -21,7 +21,7 @@ from lab import cluster as c
 from lab.pki import LabCA
 from lab.topology import Topology
 
-from .conftest import connect, node_dsn
+from .conftest import connect
 
 pytestmark = pytest.mark.lab
 
@@ -140,7 +140,7 @@ def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str
 
 def test_postgres_refuses_non_tls(sync_lab: Topology) -> None:
     with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
-        psycopg.connect(node_dsn(sync_lab, c.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app)
+        psycopg.connect(sync_lab.node_dsn(c.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app)
 
 
 def test_postgres_auth_methods_are_scram_only(sync_lab: Topology) -> None:
@@ -178,14 +178,14 @@ def test_wrong_password_is_refused(sync_lab: Topology) -> None:
 
 
 def test_replication_role_cannot_connect_to_databases(sync_lab: Topology) -> None:
-    dsn = node_dsn(sync_lab, c.leader(sync_lab) or "pg1").replace("user=app", "user=replicator")
+    dsn = sync_lab.node_dsn(c.leader(sync_lab) or "pg1").replace("user=app", "user=replicator")
     with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
         psycopg.connect(dsn, password=sync_lab.passwords().replication)
 
 
 def test_superuser_cannot_log_in_over_the_network(sync_lab: Topology) -> None:
     for n in sync_lab.pg_names:
-        dsn = node_dsn(sync_lab, n).replace("user=app", "user=postgres").replace("dbname=app", "dbname=postgres")
+        dsn = sync_lab.node_dsn(n).replace("user=app", "user=postgres").replace("dbname=app", "dbname=postgres")
         with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
             psycopg.connect(dsn, password=sync_lab.passwords().superuser)
 
