@@ -13,7 +13,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -642,10 +642,10 @@ def dataclass_keys() -> set[str]:
         "access": AccessSettings,
     }
 
+    nested = {"dns": DnsSettings, "load_balancer": LoadBalancerSettings, "bastion": BastionSettings}
+
     def walk(cls: Any, prefix: str) -> None:
-        hints = {f.name: f.type for f in fields(cls)}
-        nested = {"dns": DnsSettings, "load_balancer": LoadBalancerSettings, "bastion": BastionSettings}
-        for name in hints:
+        for name in (f.name for f in fields(cls)):
             if name in nested:
                 walk(nested[name], f"{prefix}.{name}")
             else:
@@ -664,7 +664,6 @@ __all__ = [
     "PatroniSettings",
     "Settings",
     "SettingsError",
-    "field",
     "load",
     "load_stack_file",
 ]
