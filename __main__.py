@@ -4,8 +4,9 @@ from dataclasses import replace
 
 import pulumi
 
+from cloud_init.common import etcd_urls
 from cloud_init.dns_callback import record_fqdn
-from cloud_init.render import etcd_urls, libpq_dsn, render_haproxy
+from cloud_init.endpoint import libpq_dsn, render_haproxy
 from components.access import Access, AccessArgs
 from components.config import load_stack_config
 from components.endpoint import Endpoint, EndpointArgs
@@ -15,6 +16,7 @@ from components.nodes import Placement
 from components.patroni import PatroniCluster, PatroniClusterArgs
 from components.pki import Pki, PkiArgs
 from components.validation import Validation, ValidationArgs
+from pgha.target import Target
 
 cfg = load_stack_config()  # raises with every problem before any resource exists
 s, plan = cfg.settings, cfg.settings.plan
@@ -33,15 +35,15 @@ Validation("validation", ValidationArgs(s, access.private_key, access.bastion_ip
 
 pulumi.export("network_id", network.network_id)
 pulumi.export("subnet_id", network.subnet_id)
-pulumi.export("etcd_addresses", list(plan.etcd))
-pulumi.export("patroni_addresses", list(plan.patroni))
+pulumi.export("etcd_addresses", plan.addresses("etcd"))
+pulumi.export("patroni_addresses", plan.addresses("patroni"))
 pulumi.export("etcd_client_urls", etcd_urls(s, plan))
-pulumi.export("patroni_rest_urls", [f"https://{ip}:{s.patroni.rest_port}" for ip in plan.patroni])
-pulumi.export("libpq_dsn", libpq_dsn(s))
+pulumi.export("patroni_rest_urls", [f"https://{ip}:{s.patroni.rest_port}" for ip in plan.addresses("patroni")])
+pulumi.export("libpq_dsn", libpq_dsn(s, plan))
 pulumi.export("ca_certificate", pki.ca_cert)
 pulumi.export("app_user", s.patroni.app_user)
 pulumi.export("app_password", patroni.app_password)
-pulumi.export("haproxy_config", render_haproxy(s))
+pulumi.export("haproxy_config", render_haproxy(s, Target.vm(s)))
 for key, value in {"dns_name": endpoint.dns_name, "lb_address": endpoint.lb_address, "bastion_ip": access.bastion_ip}.items():
     if value is not None:  # only when enabled
         pulumi.export(key, value)

@@ -26,10 +26,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud_init.settings import TIMING_PROFILES  # noqa: E402
 from lab import cluster as c  # noqa: E402
 from lab.drills import SCENARIOS, apply_timing, resolve, run_drill  # noqa: E402
 from lab.topology import load_topology, scratch_dir  # noqa: E402
+from pgha.timing import TIMING_PROFILES  # noqa: E402
 
 DEFAULT_SCENARIOS = "node-death,frozen-primary,switchover,replica-loss,postgres-crash"
 METRICS = (("rto libpq", ("clients", "libpq", "rto_s")), ("rto haproxy", ("clients", "haproxy", "rto_s")), ("rejoin", ("rejoin_s",)))

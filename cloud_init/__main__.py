@@ -12,31 +12,34 @@ import shutil
 import sys
 from pathlib import Path
 
-from .render import render_cluster, render_haproxy
-from .secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
-from .settings import Settings, SettingsError, load_stack_file
+from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
+from pgha.settings import ROOT, Settings, SettingsError, load_stack_file
+from pgha.target import Target
+
+from .endpoint import render_haproxy
+from .render import render_cluster
 
 
 def fake_render(settings: Settings) -> dict[str, str]:
     """Relative path -> content for every rendered artefact of a stack."""
-    plan = settings.plan
-    etcd = [EtcdNodeSecrets(FAKE_CA, fake_keypair(plan.etcd_name(i))) for i in range(len(plan.etcd))]
-    pg = [
-        PatroniNodeSecrets(
+    target = Target.vm(settings)
+    etcd = {n.name: EtcdNodeSecrets(FAKE_CA, fake_keypair(n.name)) for n in target.plan.etcd}
+    pg = {
+        n.name: PatroniNodeSecrets(
             FAKE_CA,
-            fake_keypair(f"{plan.patroni_name(i)}-server"),
-            fake_keypair(f"{plan.patroni_name(i)}-etcd-client"),
+            fake_keypair(f"{n.name}-server"),
+            fake_keypair(f"{n.name}-etcd-client"),
             fake_passwords(),
             dns_api=fake_ovh_api_credentials() if settings.endpoint.dns.primary_record else None,
         )
-        for i in range(len(plan.patroni))
-    ]
+        for n in target.plan.patroni
+    }
     out: dict[str, str] = {}
-    for node in render_cluster(settings, etcd, pg):
+    for node in render_cluster(settings, target, etcd, pg):
         out[f"{node.role}/{node.name}/user-data"] = node.user_data
         for f in node.files:
             out[f"{node.role}/{node.name}/files{f.path}"] = f.content
-    out["haproxy/haproxy.cfg"] = render_haproxy(settings)
+    out["haproxy/haproxy.cfg"] = render_haproxy(settings, target)
     return out
 
 
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("render", help="render every node's user-data and files for a stack")
     r.add_argument("--stack", default="dev")
     r.add_argument("--out", required=True, type=Path, help="output directory (replaced)")
-    r.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent, help="directory holding Pulumi.<stack>.yaml")
+    r.add_argument("--root", type=Path, default=ROOT, help="directory holding Pulumi.<stack>.yaml")
     args = ap.parse_args(argv)
     try:
         settings = load_stack_file(args.stack, args.root)

@@ -2,8 +2,8 @@
 
 With ``endpoint.dns.primary_record: true`` every Patroni node also receives:
 
-- ``<bin_dir>/pgha-dns-callback`` (``templates/patroni/pgha-dns-callback.py.j2``, Python
-  stdlib only), run by Patroni as ``on_start`` and ``on_role_change`` callback under
+- ``<bin_dir>/pgha-dns-callback`` (``node_scripts/dns_callback.py``, Python
+  stdlib only, installed verbatim), run by Patroni as ``on_start`` and ``on_role_change`` callback under
   coreutils ``timeout``, so a hung API call never outlives :data:`HARD_TIMEOUT`;
 - ``<etc_dir>/dns-callback.json`` (0600, owned by the Patroni user): the record, this
   node's address, its REST API ``/primary`` URL and the OVH API keys.
@@ -13,16 +13,17 @@ primary it bootstraps (it calls ``on_start``); without it a new cluster's record
 stay wherever Pulumi created it until the first failover. The script acts only when the
 role is ``primary`` (Patroni 4; ``master`` before), so replicas' ``on_start`` is a no-op.
 
-Everything here is plain values for ``render.py``; the template only substitutes.
+Everything here is plain values for ``patroni.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .layout import Layout
-from .secrets import OvhApiCredentials
-from .settings import AddressPlan, Settings
+from pgha.plan import Node
+from pgha.secrets import OvhApiCredentials
+from pgha.settings import Settings
+from pgha.target import Layout
 
 #: Seconds the script keeps retrying transient failures (network, 5xx, 429).
 DEADLINE = 20
@@ -61,12 +62,12 @@ def patroni_callbacks(layout: Layout) -> dict[str, str]:
     return {name: command(layout) for name in CALLBACKS}
 
 
-def callback_config(settings: Settings, index: int, credentials: OvhApiCredentials, plan: AddressPlan, layout: Layout) -> dict[str, Any]:
+def callback_config(settings: Settings, node: Node, credentials: OvhApiCredentials, layout: Layout) -> dict[str, Any]:
     """dns-callback.json: everything the script needs, secrets included (the file is 0600)."""
     dns, pg = settings.endpoint.dns, settings.patroni
-    ip = plan.patroni[index]
+    ip = node.address
     return {
-        "node": plan.patroni_name(index),
+        "node": node.name,
         "address": ip,
         "zone": dns.zone,
         "record": dns.primary_record_name,

@@ -4,7 +4,7 @@
   node: the validation commands use it; operators use their own keys from
   ``access.ssh_public_keys`` (rendered into each node's cloud-init).
 - Security groups, the same allow-list the renderer writes into each node's nftables
-  host firewall (:func:`ingress_rules` mirrors ``cloud_init/render.py``). OVH does not
+  host firewall (both from :func:`pgha.firewall.allow_list`). OVH does not
   enforce security groups on vRack (private network) ports, so the host firewall is
   what actually filters there; the groups document the intent, are enforced on public
   ports (the bastion's) and on any platform that enforces them. Both, never one.
@@ -20,8 +20,10 @@ import pulumi
 import pulumi_openstack as openstack
 import pulumi_tls as tls
 
-from cloud_init.render import hostname, render_bastion
-from cloud_init.settings import Settings
+from cloud_init.bastion import render_bastion
+from cloud_init.common import hostname
+from pgha.firewall import allow_list, as_cidr
+from pgha.settings import Settings
 
 TYPE = "pgha:index:Access"
 #: OVH's public network: an interface on it gets a public IPv4 (security groups enforced).
@@ -45,21 +47,8 @@ class IngressRule:
 
 
 def ingress_rules(settings: Settings) -> list[IngressRule]:
-    """Every inbound rule, per role. Same sources as the nftables rules of the renderer."""
-    plan, e, pg, acc = settings.plan, settings.etcd, settings.patroni, settings.access
-    host = lambda ip: f"{ip}/32"  # noqa: E731
-    ssh_from = [host(plan.bastion)] if acc.bastion.enabled else [plan.cidr]
-    rules: list[IngressRule] = []
-    for role in ("etcd", "patroni"):
-        rules += [IngressRule(role, 22, c, "ssh from the bastion") for c in ssh_from]
-    rules += [IngressRule("etcd", e.client_port, host(ip), "etcd clients: Patroni nodes") for ip in plan.patroni]
-    rules += [IngressRule("etcd", e.client_port, host(ip), "etcd clients: etcd peers") for ip in plan.etcd]
-    rules += [IngressRule("etcd", e.peer_port, host(ip), "etcd peers") for ip in plan.etcd]
-    rules += [IngressRule("patroni", pg.port, c, "PostgreSQL from the subnet and application networks") for c in (plan.cidr, *pg.app_cidrs)]
-    rules.append(IngressRule("patroni", pg.rest_port, plan.cidr, "Patroni REST API from the subnet (peers, load balancer health checks)"))
-    if acc.bastion.enabled:
-        rules += [IngressRule("bastion", 22, c, "ssh from admin networks") for c in acc.admin_cidrs]
-    return rules
+    """Every inbound rule, per role: the allow-list the host firewalls carry (:func:`pgha.firewall.allow_list`)."""
+    return [IngressRule(a.role, a.port, as_cidr(src), a.why) for a in allow_list(settings, settings.plan) for src in a.sources]
 
 
 @dataclass(frozen=True)
@@ -131,7 +120,7 @@ class Access(pulumi.ComponentResource):
                 f"{name}-bastion-port",
                 name=hostname(s, "bastion"),
                 network_id=args.network_id,
-                fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion)],
+                fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion.address)],
                 security_group_ids=[sg.id],
                 region=region,
                 opts=child,

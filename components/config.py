@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
-from cloud_init.settings import PROJECT, SECTIONS, Settings, SettingsError, load
+from pgha.settings import PROJECT, SECTIONS, Settings, SettingsError, load
 
 #: Environment variable holding the OVH Public Cloud project id (the OVH provider reads
 #: the same variable when a resource omits ``service_name``).
@@ -121,7 +121,7 @@ def roll_nodes() -> frozenset[str]:
 
 def check_roll(settings: Settings, roll: frozenset[str], problems: list[tuple[str, str]]) -> None:
     plan = settings.plan
-    known = [plan.etcd_name(i) for i in range(len(plan.etcd))] + [plan.patroni_name(i) for i in range(len(plan.patroni))]
+    known = [n.name for n in plan.cluster]
     unknown = sorted(roll - set(known))
     if unknown:
         problems.append((ROLL_ENV, f"unknown node(s) {', '.join(unknown)}; nodes of this stack: {', '.join(known)}"))

@@ -21,7 +21,7 @@ import pulumi
 import pulumi_openstack as openstack
 import pulumi_ovh as ovh
 
-from cloud_init.settings import Settings
+from pgha.settings import Settings
 
 TYPE = "pgha:index:Endpoint"
 #: Health checks: a failed primary leaves the pool after ~MONITOR_RETRIES * MONITOR_DELAY seconds.
@@ -76,8 +76,8 @@ class Endpoint(pulumi.ComponentResource):
         self.dns_name = None
         if dns.enabled:
             self.dns_name = f"{dns.name}.{dns.zone}"
-            targets: list[pulumi.Input[str]] = [self.lb_address] if self.lb_address is not None else list(s.plan.patroni)
-            names = ["lb"] if self.lb_address is not None else [s.plan.patroni_name(i) for i in range(len(s.plan.patroni))]
+            targets: list[pulumi.Input[str]] = [self.lb_address] if self.lb_address is not None else [*s.plan.addresses("patroni")]
+            names = ["lb"] if self.lb_address is not None else [n.name for n in s.plan.patroni]
             self.records = [
                 ovh.domain.ZoneRecord(f"{name}-dns-{n}", zone=dns.zone, subdomain=dns.name, fieldtype="A", ttl=dns.ttl, target=t, opts=child)
                 for n, t in zip(names, targets, strict=True)
@@ -133,12 +133,12 @@ class Endpoint(pulumi.ComponentResource):
             region=region,
             opts=child,
         )
-        for i, ip in enumerate(s.plan.patroni):
+        for n in s.plan.patroni:
             openstack.loadbalancer.Member(
-                f"{name}-{role}-{s.plan.patroni_name(i)}",
-                name=s.plan.patroni_name(i),
+                f"{name}-{role}-{n.name}",
+                name=n.name,
                 pool_id=pool.id,
-                address=ip,
+                address=n.address,
                 protocol_port=s.patroni.port,
                 monitor_port=s.patroni.rest_port,
                 subnet_id=args.subnet_id,

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from cloud_init.render import hostname, render_etcd_node
-from cloud_init.secrets import EtcdNodeSecrets, KeyPair
-from cloud_init.settings import Settings
+from cloud_init.common import hostname
+from cloud_init.etcd import render_etcd_node
+from pgha.plan import Node
+from pgha.secrets import EtcdNodeSecrets, KeyPair
+from pgha.settings import Settings
+from pgha.target import Target
 
 from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
 from .pki import TlsKeyPair
@@ -53,8 +56,8 @@ class EtcdCluster(pulumi.ComponentResource):
         if len(args.certs) != len(plan.etcd):
             raise ValueError(f"{name}: {len(args.certs)} certificates for {len(plan.etcd)} etcd members")
         region = s.network.region
-        self.names = [plan.etcd_name(i) for i in range(len(plan.etcd))]
-        self.addresses = list(plan.etcd)
+        self.names = [n.name for n in plan.etcd]
+        self.addresses = plan.addresses("etcd")
         group = server_group(self, name, f"pgha-{s.stack}-etcd", region)
         image = image_id(self, s.etcd.image, region)
 
@@ -68,7 +71,7 @@ class EtcdCluster(pulumi.ComponentResource):
                 pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(
                     # A rolled member is a new VM with an empty data dir that joins the running
                     # cluster (after `etcdctl member add`, see README "Day 2").
-                    functools.partial(_user_data, s, i, "existing" if member in args.placement.roll else "new")
+                    functools.partial(_user_data, s, plan.etcd[i], "existing" if member in args.placement.roll else "new")
                 )
             )
             self.user_data.append(user_data)
@@ -91,7 +94,7 @@ class EtcdCluster(pulumi.ComponentResource):
         self.register_outputs({"names": self.names, "addresses": self.addresses, "instance_ids": [i.id for i in self.instances]})
 
 
-def _user_data(settings: Settings, index: int, cluster_state: str, values: dict[str, str]) -> str:
+def _user_data(settings: Settings, node: Node, cluster_state: str, values: dict[str, str]) -> str:
     """Runs inside Output.apply, once the member's certificate and key are known."""
     secrets = EtcdNodeSecrets(ca_cert=values["ca"], node=KeyPair(cert=values["cert"], key=values["key"]))
-    return render_etcd_node(settings, index, secrets, cluster_state=cluster_state).user_data
+    return render_etcd_node(settings, Target.vm(settings), node, secrets, cluster_state=cluster_state).user_data

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_ovh as ovh
 
-from cloud_init.settings import Settings
+from pgha.settings import Settings
 
 TYPE = "pgha:index:PrivateNetwork"
 

@@ -19,9 +19,12 @@ import pulumi
 import pulumi_openstack as openstack
 import pulumi_random as random
 
-from cloud_init.render import hostname, render_patroni_node
-from cloud_init.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets
-from cloud_init.settings import Settings
+from cloud_init.common import hostname
+from cloud_init.patroni import render_patroni_node
+from pgha.plan import Node
+from pgha.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets
+from pgha.settings import Settings
+from pgha.target import Target
 
 from .config import DnsApiKeys
 from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
@@ -74,8 +77,8 @@ class PatroniCluster(pulumi.ComponentResource):
                 raise ValueError(f"{name}: {len(certs)} {what} certificates for {len(plan.patroni)} Patroni nodes")
         region = s.network.region
         child = pulumi.ResourceOptions(parent=self)
-        self.names = [plan.patroni_name(i) for i in range(len(plan.patroni))]
-        self.addresses = list(plan.patroni)
+        self.names = [n.name for n in plan.patroni]
+        self.addresses = plan.addresses("patroni")
 
         self.password_resources = {
             role: random.RandomPassword(f"{name}-{role.replace('_', '-')}-password", length=PASSWORD_LENGTH, special=False, opts=child)
@@ -114,7 +117,7 @@ class PatroniCluster(pulumi.ComponentResource):
                     etcd_key=args.etcd_client_certs[i].key,
                     **self.passwords,
                     **_dns_api_inputs(args.dns_api),
-                ).apply(functools.partial(_user_data, s, i, args.dns_api.endpoint if args.dns_api else None))
+                ).apply(functools.partial(_user_data, s, plan.patroni[i], args.dns_api.endpoint if args.dns_api else None))
             )
             self.user_data.append(user_data)
             self.instances.append(
@@ -160,7 +163,7 @@ def _dns_api_inputs(keys: DnsApiKeys | None) -> dict[str, pulumi.Output[str]]:
     return {"dns_application_key": keys.application_key, "dns_application_secret": keys.application_secret, "dns_consumer_key": keys.consumer_key}
 
 
-def _user_data(settings: Settings, index: int, dns_endpoint: str | None, v: dict[str, str]) -> str:
+def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict[str, str]) -> str:
     """Runs inside Output.apply, once the node's certificates and the passwords are known."""
     dns_api = None
     if dns_endpoint is not None:
@@ -172,4 +175,4 @@ def _user_data(settings: Settings, index: int, dns_endpoint: str | None, v: dict
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
         dns_api=dns_api,
     )
-    return render_patroni_node(settings, index, secrets).user_data
+    return render_patroni_node(settings, Target.vm(settings), node, secrets).user_data

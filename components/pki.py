@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_tls as tls
 
-from cloud_init.settings import Settings
+from pgha.settings import Settings
 
 TYPE = "pgha:index:Pki"
 CA_VALIDITY_HOURS = 10 * 365 * 24
@@ -74,14 +74,9 @@ class Pki(pulumi.ComponentResource):
         )
         self.ca_cert = ca.cert_pem
 
-        self.etcd = [self._issue(f"{name}-{plan.etcd_name(i)}", plan.etcd_name(i), [ip], SERVER_USES) for i, ip in enumerate(plan.etcd)]
-        self.patroni_server = [
-            self._issue(f"{name}-{plan.patroni_name(i)}-server", plan.patroni_name(i), [ip], SERVER_USES) for i, ip in enumerate(plan.patroni)
-        ]
-        self.patroni_etcd_client = [
-            self._issue(f"{name}-{plan.patroni_name(i)}-etcd-client", f"{plan.patroni_name(i)}-etcd-client", [ip], CLIENT_USES)
-            for i, ip in enumerate(plan.patroni)
-        ]
+        self.etcd = [self._issue(f"{name}-{n.name}", n.name, [n.address], SERVER_USES) for n in plan.etcd]
+        self.patroni_server = [self._issue(f"{name}-{n.name}-server", n.name, [n.address], SERVER_USES) for n in plan.patroni]
+        self.patroni_etcd_client = [self._issue(f"{name}-{n.name}-etcd-client", f"{n.name}-etcd-client", [n.address], CLIENT_USES) for n in plan.patroni]
         self.register_outputs({"ca_cert": self.ca_cert})
 
     def _issue(self, res: str, common_name: str, ips: list[str], uses: list[str]) -> TlsKeyPair:

@@ -24,8 +24,8 @@ import pulumi
 import pulumi_command as command
 import pulumi_openstack as openstack
 
-from cloud_init.layout import vm_layout
-from cloud_init.settings import Settings
+from pgha.settings import Settings
+from pgha.target import vm_layout
 
 from .access import SSH_USER
 
@@ -105,14 +105,12 @@ class Validation(pulumi.ComponentResource):
 
         etcd_ids = [i.id for i in args.etcd_instances]
         etcd_cmds = []
-        for i, inst in enumerate(args.etcd_instances):
-            node = plan.etcd_name(i)
-            etcd_cmds.append(self._command(name, node, plan.etcd[i], etcd_script(s, node), etcd_ids, [inst], args))
+        for node, inst in zip(plan.etcd, args.etcd_instances, strict=True):
+            etcd_cmds.append(self._command(name, node.name, node.address, etcd_script(s, node.name), etcd_ids, [inst], args))
 
         patroni_ids = [i.id for i in args.patroni_instances]
-        for i, inst in enumerate(args.patroni_instances):
-            node = plan.patroni_name(i)
-            self._command(name, node, plan.patroni[i], patroni_script(s, node), patroni_ids, [inst, *etcd_cmds], args)
+        for node, inst in zip(plan.patroni, args.patroni_instances, strict=True):
+            self._command(name, node.name, node.address, patroni_script(s, node.name), patroni_ids, [inst, *etcd_cmds], args)
 
         self.reports = {node: cmd.stdout for node, cmd in self.commands.items()}
         self.register_outputs({"reports": self.reports})

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from cloud_init.settings import SettingsError
+from pgha.settings import SettingsError
 
 from . import cluster as c
 from .topology import Topology, default_prefix, default_run_dir, load_topology
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills.py)")
     dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills.py)")
     dr.add_argument("--all", action="store_true", help="every scenario, in order")
-    dr.add_argument("--timing-profile", help="a timing profile (cloud_init/settings.py) to PATCH into Patroni's config first")
+    dr.add_argument("--timing-profile", help="a timing profile (pgha/timing.py) to PATCH into Patroni's config first")
     dr.add_argument("--out", help="output directory (default <run dir>/drills/<UTC stamp>)")
     sv = sub.add_parser("_supervise", help=argparse.SUPPRESS)
     sv.add_argument("--run-dir", dest="sv_run_dir", required=True)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud_init.render import RenderedNode
-from cloud_init.secrets import Passwords
+from cloud_init.common import RenderedNode
+from pgha.secrets import Passwords
 
 from .pki import LabCA
 from .supervisor import alive, postmaster_pid
@@ -98,7 +98,7 @@ def prepare(topo: Topology) -> None:
     nodes = render_lab(topo, passwords, ca)
     write_node_files(topo, nodes)
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
-    lab_file(run).write_text(json.dumps({"stack": topo.stack, "prefix": topo.plan.patroni[0].rsplit(".", 2)[0]}))
+    lab_file(run).write_text(json.dumps({"stack": topo.stack, "prefix": topo.prefix}))
     write_pgpass(topo, passwords)
 
 
@@ -135,9 +135,9 @@ def served_serials(topo: Topology) -> dict[str, int]:
     from cryptography import x509
 
     s = topo.settings
-    targets = {f"{n}:client": (ip, s.etcd.client_port) for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True)}
-    targets.update({f"{n}:peer": (ip, s.etcd.peer_port) for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True)})
-    targets.update({f"{n}:rest": (ip, s.patroni.rest_port) for n, ip in zip(topo.pg_names, topo.plan.patroni, strict=True)})
+    targets = {f"{n}:client": (ip, s.etcd.client_port) for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)}
+    targets.update({f"{n}:peer": (ip, s.etcd.peer_port) for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)})
+    targets.update({f"{n}:rest": (ip, s.patroni.rest_port) for n, ip in zip(topo.pg_names, topo.plan.addresses("patroni"), strict=True)})
     ctx = _ssl_ctx(topo, client=True)
     out = {}
     for k, (ip, port) in targets.items():
@@ -174,7 +174,7 @@ def _pg_serial(topo: Topology, node: str) -> int:
 
 def write_pgpass(topo: Topology, passwords: Passwords) -> None:
     """A pgpass for the lab's client commands (psql, tests): app user only."""
-    lines = [f"{ip}:{topo.settings.patroni.port}:*:{topo.settings.patroni.app_user}:{passwords.app}" for ip in topo.plan.patroni]
+    lines = [f"{ip}:{topo.settings.patroni.port}:*:{topo.settings.patroni.app_user}:{passwords.app}" for ip in topo.plan.addresses("patroni")]
     lines.append(f"{topo.haproxy_addr}:*:*:{topo.settings.patroni.app_user}:{passwords.app}")
     p = topo.run_dir / "pgpass"
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -210,7 +210,7 @@ def postmaster_of(topo: Topology, name: str) -> int | None:
 
 def start_supervisor(topo: Topology) -> None:
     log = open(topo.run_dir / "logs" / "supervisor.log", "ab")
-    prefix = topo.plan.patroni[0].rsplit(".", 2)[0]
+    prefix = topo.prefix
     subprocess.Popen(
         [sys.executable, "-m", "lab", "_supervise", "--stack", topo.stack, "--run-dir", str(topo.run_dir), "--prefix", prefix],
         cwd=ROOT,
@@ -280,8 +280,8 @@ def leftover_pids(topo: Topology, st: dict[str, Any] | None = None) -> list[int]
 def bound_ports(topo: Topology) -> list[str]:
     """Lab addresses:ports that still accept connections."""
     s = topo.settings
-    targets = [(ip, s.etcd.client_port) for ip in topo.plan.etcd] + [(ip, s.etcd.peer_port) for ip in topo.plan.etcd]
-    targets += [(ip, s.patroni.port) for ip in topo.plan.patroni] + [(ip, s.patroni.rest_port) for ip in topo.plan.patroni]
+    targets = [(ip, s.etcd.client_port) for ip in topo.plan.addresses("etcd")] + [(ip, s.etcd.peer_port) for ip in topo.plan.addresses("etcd")]
+    targets += [(ip, s.patroni.port) for ip in topo.plan.addresses("patroni")] + [(ip, s.patroni.rest_port) for ip in topo.plan.addresses("patroni")]
     targets += [(topo.haproxy_addr, s.endpoint.haproxy_primary_port), (topo.haproxy_addr, s.endpoint.haproxy_replica_port)]
     out = []
     for ip, port in targets:
@@ -369,7 +369,7 @@ def switchover_candidate(topo: Topology, leader_name: str) -> str:
 def etcd_health(topo: Topology) -> dict[str, bool]:
     out = {}
     ctx = _ssl_ctx(topo, client=True)
-    for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
+    for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
         try:
             with urllib.request.urlopen(f"https://{ip}:{topo.settings.etcd.client_port}/health", context=ctx, timeout=1) as r:
                 out[n] = json.loads(r.read()).get("health") in ("true", True)
@@ -490,7 +490,7 @@ def status_table(topo: Topology) -> str:
     out = ["PostgreSQL / Patroni"] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     health = etcd_health(topo)
     out.append("etcd")
-    for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
+    for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
         out.append(f"  {n}  https://{ip}:{topo.settings.etcd.client_port}  {'healthy' if health.get(n) else 'UNHEALTHY'}")
     ep = topo.settings.endpoint
     out.append("endpoints")

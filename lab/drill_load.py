@@ -321,7 +321,7 @@ class Monitor:
             t0 = time.monotonic()
             holder: str | None = None
             ok = False
-            for ip in self.topo.plan.etcd:
+            for ip in self.topo.plan.addresses("etcd"):
                 req = urllib.request.Request(f"https://{ip}:{port}/v3/kv/range", data=body, method="POST")
                 try:
                     with urllib.request.urlopen(req, context=ctx, timeout=0.3) as r:

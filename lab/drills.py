@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cloud_init.settings import TIMING_PROFILES
+from pgha.timing import TIMING_PROFILES
 
 from . import cluster as c
 from . import netcut
@@ -146,7 +146,7 @@ def etcd_status(topo: Topology) -> dict[str, dict[str, Any]]:
     """etcd's maintenance status per member that answers (member_id, leader)."""
     ctx = c._ssl_ctx(topo, client=True)
     out = {}
-    for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
+    for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
         req = urllib.request.Request(f"https://{ip}:{topo.settings.etcd.client_port}/v3/maintenance/status", data=b"{}", method="POST")
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=1) as r:

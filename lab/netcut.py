@@ -32,7 +32,7 @@ def cgroup2_root() -> Path | None:
 
 
 def _group_name(topo: Topology) -> str:
-    return "pgha-lab-" + topo.plan.patroni[0].rsplit(".", 2)[0]
+    return "pgha-lab-" + topo.prefix
 
 
 def node_cgroup(topo: Topology, node: str) -> Path | None:
@@ -74,7 +74,7 @@ def _nft_ref(topo: Topology, node: str) -> tuple[int, str]:
 
 
 def table_name(topo: Topology) -> str:
-    return "pgha_cut_" + topo.plan.patroni[0].rsplit(".", 2)[0].replace(".", "_")
+    return "pgha_cut_" + topo.prefix.replace(".", "_")
 
 
 def kernel_unsupported() -> str | None:
@@ -111,7 +111,7 @@ def ruleset(topo: Topology, node: str) -> str:
     level, path = _nft_ref(topo, node)
     ip = topo.address(node)
     others = [n for n in topo.pg_names if n != node]
-    away = ", ".join([*topo.plan.etcd, *(topo.address(n) for n in others)])
+    away = ", ".join([*topo.plan.addresses("etcd"), *(topo.address(n) for n in others)])
     lines = [f'        socket cgroupv2 level {level} "{path}" ip daddr {{ {away} }} drop']
     for n in others:
         lv, p = _nft_ref(topo, n)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cloud_init.secrets import KeyPair
+from pgha.secrets import KeyPair
 
 VALIDITY_DAYS = 30
 

@@ -186,7 +186,7 @@ class Supervisor:
         deadline = time.monotonic() + 30
         s = self.topo.settings
         while time.monotonic() < deadline:
-            if all(_port_open(ip, s.etcd.client_port) for ip in self.topo.plan.etcd):
+            if all(_port_open(ip, s.etcd.client_port) for ip in self.topo.plan.addresses("etcd")):
                 break
             time.sleep(0.05)
         out_dir = self.run_dir / "validate-config"

@@ -1,8 +1,7 @@
-"""The lab's topology: a stack's settings on a loopback address plan, and THE list of
-differences between a lab node and a VM (see :func:`lab_layout`).
+"""The lab's topology: a stack's settings on a loopback target.
 
-Node files come from ``cloud_init.render`` exactly as for a VM; only the Layout and
-the AddressPlan differ.
+Node files come from ``cloud_init`` exactly as for a VM; every difference between a lab
+node and a VM is in :meth:`pgha.target.Target.lab`.
 """
 
 from __future__ import annotations
@@ -12,31 +11,21 @@ import os
 import pwd
 import secrets as pysecrets
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cloud_init.layout import Layout
-from cloud_init.render import RenderedNode, libpq_dsn, render_cluster, render_haproxy
-from cloud_init.secrets import EtcdNodeSecrets, OvhApiCredentials, Passwords, PatroniNodeSecrets
-from cloud_init.settings import AddressPlan, Settings, load_stack_file
+from cloud_init.common import RenderedNode
+from cloud_init.endpoint import libpq_dsn, render_haproxy
+from cloud_init.render import render_cluster
+from pgha.plan import AddressPlan, Node
+from pgha.secrets import EtcdNodeSecrets, OvhApiCredentials, Passwords, PatroniNodeSecrets
+from pgha.settings import ROOT, Settings, load_stack_file
+from pgha.target import Layout, Target
 
 from .pki import LabCA
 
-ROOT = Path(__file__).resolve().parent.parent
 PATRONI_VENV = Path(os.environ.get("PGHA_PATRONI_VENV", "/opt/pgha/patroni"))
-LOOPBACK_SOURCE = "127.0.0.1"
 LAB_USER = os.environ.get("PGHA_LAB_USER", "pgha")
-
-#: Small memory settings for three PostgreSQL servers on one machine.
-LAB_PG_PARAMETERS: dict[str, Any] = {
-    "shared_buffers": "32MB",
-    "effective_cache_size": "128MB",
-    "max_connections": 60,
-    "work_mem": "4MB",
-    "maintenance_work_mem": "16MB",
-    "wal_keep_size": "64MB",
-}
 
 
 def scratch_dir(name: str) -> Path:
@@ -54,64 +43,9 @@ def default_prefix() -> str:
     return os.environ.get("PGHA_LAB_PREFIX", "127.0")
 
 
-def lab_plan(settings: Settings, prefix: str) -> AddressPlan:
-    """etcd on <prefix>.1.N, PostgreSQL/Patroni on <prefix>.2.N, HAProxy on <prefix>.3.1.
-
-    The "subnet" is all of 127.0.0.0/8: the kernel sources loopback connections from
-    127.0.0.1, so that is where pg_hba sees peers and clients come from."""
-    return AddressPlan(
-        cidr="127.0.0.0/8",  # contains 127.0.0.1, the source address of loopback connections
-        gateway_ip=f"{prefix}.0.1",
-        etcd=tuple(f"{prefix}.1.{i + 1}" for i in range(settings.etcd.members)),
-        patroni=tuple(f"{prefix}.2.{i + 1}" for i in range(settings.patroni.nodes)),
-        bastion=f"{prefix}.4.1",
-        lb=f"{prefix}.3.1",
-        dhcp_start=f"{prefix}.5.1",
-        dhcp_end=f"{prefix}.5.254",
-    )
-
-
 def run_user() -> str:
     """PostgreSQL refuses root: when started as root, daemons run as LAB_USER."""
     return LAB_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-
-
-def lab_layout(run_dir: Path, node: str, pg_bin_dir: str) -> Layout:
-    """THE differences between a lab node and a VM:
-
-    - paths live under the run directory, one tree per node (one socket dir each);
-    - no systemd: lab/supervisor.py starts the same commands the units run;
-    - no watchdog device (softdog needs a kernel module): watchdog mode off;
-    - small memory parameters (LAB_PG_PARAMETERS), three servers share one machine;
-    - daemons run as the invoking user, or LAB_USER when started as root;
-    - host firewall (nftables) and the data volume are rendered but not applied;
-    - certificates also carry 127.0.0.1 as IP SAN (lab/topology.py render_lab): on
-      loopback the kernel sources connections from 127.0.0.1, and etcd checks a
-      peer's client certificate against the connection's source address.
-    """
-    d = run_dir / node
-    user = run_user()
-    return Layout(
-        kind="lab",
-        etc_dir=str(d / "etc"),
-        bin_dir=str(d / "bin"),
-        etcd_data_dir=str(d / "data"),
-        pg_data_dir=str(d / "data"),
-        pg_bin_dir=pg_bin_dir,
-        socket_dir=str(d / "sock"),
-        patroni_venv=str(PATRONI_VENV),
-        python="/usr/bin/python3",
-        pg_os_user=user,
-        pgpass=str(d / "pgpass"),
-        etcd_os_user=user,
-        watchdog=False,
-        pg_parameters=dict(LAB_PG_PARAMETERS),
-        data_mount=str(d),
-    )
-
-
-def pg_bin_dir(version: int) -> str:
-    return f"/usr/lib/postgresql/{version}/bin"
 
 
 @dataclass
@@ -119,30 +53,39 @@ class Topology:
     stack: str
     run_dir: Path
     settings: Settings
-    plan: AddressPlan
+    target: Target
     #: OVH API credentials for the DNS primary-record callback (endpoint.dns.primary_record);
     #: in tests they point at a local double of the OVH API.
     dns_api: OvhApiCredentials | None = None
 
     @property
+    def plan(self) -> AddressPlan:
+        return self.target.plan
+
+    @property
+    def prefix(self) -> str:
+        return self.target.prefix
+
+    @property
     def etcd_names(self) -> list[str]:
-        return [self.plan.etcd_name(i) for i in range(len(self.plan.etcd))]
+        return [n.name for n in self.plan.etcd]
 
     @property
     def pg_names(self) -> list[str]:
-        return [self.plan.patroni_name(i) for i in range(len(self.plan.patroni))]
+        return [n.name for n in self.plan.patroni]
+
+    def node(self, name: str) -> Node:
+        return self.plan.node(name)
 
     def address(self, node: str) -> str:
-        if node in self.etcd_names:
-            return self.plan.etcd[self.etcd_names.index(node)]
-        return self.plan.patroni[self.pg_names.index(node)]
+        return self.plan.node(node).address
 
     def layout(self, node: str) -> Layout:
-        return lab_layout(self.run_dir, node, pg_bin_dir(self.settings.patroni.postgres_version))
+        return self.target.layout(self.plan.node(node))
 
     @property
     def haproxy_addr(self) -> str:
-        return self.plan.lb
+        return self.target.haproxy_bind
 
     def rest_url(self, node: str) -> str:
         return f"https://{self.address(node)}:{self.settings.patroni.rest_port}"
@@ -176,12 +119,11 @@ class Topology:
         return self._single_host_dsn(self.haproxy_addr, port, "verify-ca", 2)
 
 
-def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = None, root: Path = ROOT, overrides: dict[str, Any] | None = None) -> Topology:
+def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = None, root: Path = ROOT) -> Topology:
     settings = load_stack_file(stack, root)
-    if overrides:
-        settings = replace(settings, patroni=replace(settings.patroni, **overrides))
     run_dir = run_dir or default_run_dir(stack)
-    return Topology(stack=stack, run_dir=run_dir, settings=settings, plan=lab_plan(settings, prefix or default_prefix()))
+    target = Target.lab(settings, run_dir, prefix or default_prefix(), run_user(), str(PATRONI_VENV))
+    return Topology(stack=stack, run_dir=run_dir, settings=settings, target=target)
 
 
 def new_passwords() -> Passwords:
@@ -189,17 +131,21 @@ def new_passwords() -> Passwords:
 
 
 def render_lab(topo: Topology, passwords: Passwords, ca: LabCA) -> list[RenderedNode]:
-    """Render every node with the lab CA, real throwaway secrets and lab layouts."""
-    plan = topo.plan
-    src = LOOPBACK_SOURCE
-    etcd = [EtcdNodeSecrets(ca.pem, ca.issue(n, [plan.etcd[i], src])) for i, n in enumerate(topo.etcd_names)]
-    pg = [
-        PatroniNodeSecrets(ca.pem, ca.issue(n, [plan.patroni[i], src]), ca.issue(f"{n}-etcd-client", [src], server=False), passwords, dns_api=topo.dns_api)
-        for i, n in enumerate(topo.pg_names)
-    ]
-    layouts = {n: topo.layout(n) for n in topo.etcd_names + topo.pg_names}
-    return render_cluster(topo.settings, etcd, pg, plan, layouts)
+    """Render every node with the lab CA, real throwaway secrets and the lab target."""
+    t = topo.target
+    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, t.cert_sans(n))) for n in t.plan.etcd}
+    pg = {
+        n.name: PatroniNodeSecrets(
+            ca.pem,
+            ca.issue(n.name, t.cert_sans(n)),
+            ca.issue(f"{n.name}-etcd-client", list(t.extra_sans), server=False),
+            passwords,
+            dns_api=topo.dns_api,
+        )
+        for n in t.plan.patroni
+    }
+    return render_cluster(topo.settings, t, etcd, pg)
 
 
 def haproxy_config(topo: Topology) -> str:
-    return render_haproxy(topo.settings, topo.plan, ca_file=str(topo.ca_file), bind=topo.haproxy_addr)
+    return render_haproxy(topo.settings, topo.target)

@@ -70,13 +70,13 @@ def haproxy_primary_bind(haproxy_config: str) -> tuple[str, int]:
 def lab_outputs(run_dir: Path) -> dict[str, Any]:
     """A running lab's equivalent of the stack outputs (lab.json, secrets.json, ca.crt)."""
     sys.path.insert(0, str(ROOT))
-    from cloud_init.render import libpq_dsn
+    from cloud_init.endpoint import libpq_dsn
     from lab.cluster import open_lab
 
     topo = open_lab(run_dir)
     return {
         "libpq_dsn": libpq_dsn(topo.settings, topo.plan),
-        "patroni_addresses": list(topo.plan.patroni),
+        "patroni_addresses": list(topo.plan.addresses("patroni")),
         "app_user": topo.settings.patroni.app_user,
         "app_password": topo.passwords().app,
         "ca_certificate": topo.ca_file.read_text(),

@@ -11,15 +11,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cloud_init.settings import describe_schema  # noqa: E402
+from pgha.settings import describe_schema  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
 
 
 def table() -> str:
-    rows = ["| key | type | default |", "|---|---|---|"]
-    rows += [f"| `{k}` | {t} | {d} |" for k, t, d in describe_schema()]
+    rows = ["| key | type | default | description |", "|---|---|---|---|"]
+    rows += [f"| `{k}` | {t} | {d} | {doc} |" for k, t, d, doc in describe_schema()]
     return "\n".join(rows)
 
 

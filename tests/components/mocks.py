@@ -22,10 +22,10 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.sync_await import _sync_await
 
-from cloud_init.secrets import fake_keypair
-from cloud_init.settings import Settings, load_stack_file
 from components.nodes import Placement
 from components.pki import TlsKeyPair
+from pgha.secrets import fake_keypair
+from pgha.settings import Settings, load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_ID = "0123456789abcdef0123456789abcdef"

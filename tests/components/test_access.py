@@ -8,9 +8,11 @@ import re
 import pytest
 import yaml
 
-from cloud_init.render import render_etcd_node, render_patroni_node
-from cloud_init.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
+from cloud_init.etcd import render_etcd_node
+from cloud_init.patroni import render_patroni_node
 from components.access import PUBLIC_NETWORK, TYPE, Access, AccessArgs, ingress_rules
+from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
+from pgha.target import Target
 
 from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, SUBNET_ID, with_section
 
@@ -43,8 +45,9 @@ def registered_rules(h) -> dict[str, set[tuple[int, str]]]:
 
 def nftables_rules(settings) -> dict[str, set[tuple[int, str]]]:
     """Role -> {(port, source cidr)} from the rendered host firewall of node 0 of each role."""
-    etcd = render_etcd_node(settings, 0, EtcdNodeSecrets(FAKE_CA, fake_keypair("etcd")))
-    pg = render_patroni_node(settings, 0, PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords()))
+    target = Target.vm(settings)
+    etcd = render_etcd_node(settings, target, settings.plan.etcd[0], EtcdNodeSecrets(FAKE_CA, fake_keypair("etcd")))
+    pg = render_patroni_node(settings, target, settings.plan.patroni[0], PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords()))
     out = {}
     for role, node in (("etcd", etcd), ("patroni", pg)):
         text = node.file("/etc/nftables.conf").content
@@ -114,7 +117,7 @@ def test_bastion(harness):
     assert networks[0] == {"name": PUBLIC_NETWORK, "accessNetwork": True}
     port = h.named("access-bastion-port")
     assert networks[1] == {"port": h.id_of(port)}
-    assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": s.plan.bastion}]
+    assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": s.plan.bastion.address}]
     assert bastion.input("securityGroups") == ["pgha-dev-bastion"]
     assert bastion.input("keyPair") == "pgha-dev-deploy"
     user_data = yaml.safe_load(bastion.input("userData"))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from cloud_init.settings import SettingsError
 from components.config import CLOUD_PROJECT_ENV, ROLL_ENV, load_stack_config
+from pgha.settings import SettingsError
 
 from .mocks import PROJECT_ID
 

@@ -4,10 +4,10 @@ import pulumi
 import pytest
 import yaml
 
-from cloud_init.secrets import FAKE_CA
 from components.config import DnsApiKeys
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.patroni import PatroniCluster, PatroniClusterArgs
+from pgha.secrets import FAKE_CA
 
 from .mocks import PROJECT_ID, fake_pair, static_placement, with_section
 
@@ -20,7 +20,7 @@ def test_callback_in_user_data(harness):
     keys = DnsApiKeys(pulumi.Output.secret("AK1"), pulumi.Output.secret("AS1"), pulumi.Output.secret("CK1"), "https://eu.api.ovh.com/1.0")
     def program():
         network = PrivateNetwork("network", PrivateNetworkArgs(settings=s, service_name=PROJECT_ID))
-        names = [s.plan.patroni_name(i) for i in range(len(s.plan.patroni))]
+        names = [n.name for n in s.plan.patroni]
         return PatroniCluster("patroni", PatroniClusterArgs(s, static_placement(tuple(network.egress)), FAKE_CA,
             [fake_pair(f"{n}-server") for n in names], [fake_pair(f"{n}-etcd-client") for n in names], keys))
     p = h.run(program)
@@ -34,8 +34,8 @@ def test_callback_in_user_data(harness):
 
 
 def test_config_requires_and_reads_the_keys(harness):
-    from cloud_init.settings import SettingsError
     from components.config import load_stack_config
+    from pgha.settings import SettingsError
     h = harness("prod")
     doc = h.stack_yaml()
     doc["config"]["pgha:endpoint"]["dns"]["primary_record"] = True

@@ -57,8 +57,8 @@ def test_prod_load_balancer_and_dns(harness):
             path,
             "200",
         )
-        members = [h.named(f"endpoint-{role}-{s.plan.patroni_name(i)}") for i in range(n)]
-        assert [m.input("address") for m in members] == list(s.plan.patroni)
+        members = [h.named(f"endpoint-{role}-{s.plan.patroni[i].name}") for i in range(n)]
+        assert [m.input("address") for m in members] == s.plan.addresses("patroni")
         for m in members:
             assert (m.input("poolId"), m.input("protocolPort"), m.input("monitorPort")) == (h.id_of(pool), s.patroni.port, s.patroni.rest_port)
 
@@ -76,7 +76,7 @@ def test_dns_without_load_balancer_points_at_every_node(harness):
     build(h, s)
     assert not h.of_type(LB) and not h.of_type(LISTENER)
     records = h.of_type(RECORD)
-    assert sorted(r.input("target") for r in records) == sorted(s.plan.patroni)
+    assert sorted(r.input("target") for r in records) == sorted(s.plan.addresses("patroni"))
     assert {r.input("subdomain") for r in records} == {s.endpoint.dns.name}
 
 

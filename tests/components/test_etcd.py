@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_init.render import hostname, render_etcd_node
-from cloud_init.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
+from cloud_init.common import hostname
+from cloud_init.etcd import render_etcd_node
 from components.etcd import TYPE, EtcdCluster, EtcdClusterArgs
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import FIRST_BOOT_ONLY
+from pgha.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
+from pgha.target import Target
 
 from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, static_placement
 
@@ -22,7 +24,7 @@ GROUP = "openstack:compute/serverGroup:ServerGroup"
 def build(h, settings):
     def program():
         network = PrivateNetwork("network", PrivateNetworkArgs(settings=settings, service_name=PROJECT_ID))
-        certs = [fake_pair(settings.plan.etcd_name(i)) for i in range(len(settings.plan.etcd))]
+        certs = [fake_pair(settings.plan.etcd[i].name) for i in range(len(settings.plan.etcd))]
         args = EtcdClusterArgs(settings=settings, placement=static_placement(tuple(network.egress)), ca_cert=FAKE_CA, certs=certs)
         return EtcdCluster("etcd", args)
 
@@ -44,8 +46,8 @@ def test_members(harness, stack):
     assert group.input("policies") == "anti-affinity"
     gateway = h.named("network-gateway")
 
-    for i, ip in enumerate(plan.etcd):
-        member = plan.etcd_name(i)
+    for i, ip in enumerate(plan.addresses("etcd")):
+        member = plan.etcd[i].name
         port = h.named(f"etcd-{member}-port")
         assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": ip}], port.urn
         assert port.input("securityGroupIds") == ["sg-id"]
@@ -57,13 +59,13 @@ def test_members(harness, stack):
         assert inst.input("keyPair") == "pgha-test-deploy"
         assert inst.is_secret("userData"), inst.urn
         kp = fake_keypair(member)
-        assert inst.input("userData") == render_etcd_node(s, i, EtcdNodeSecrets(FAKE_CA, kp)).user_data, inst.urn
+        assert inst.input("userData") == render_etcd_node(s, Target.vm(s), plan.etcd[i], EtcdNodeSecrets(FAKE_CA, kp)).user_data, inst.urn
         assert gateway.urn in inst.dependencies, f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
         assert inst.delete_before_replace, "the fixed-IP port can only be bound to one instance at a time"
         assert set(inst.ignore_changes) == {"userData", "imageId", "blockDevices"} == {_camel(k) for k in FIRST_BOOT_ONLY}
         assert h.resolve(etcd.user_data[i])[1]
-    assert etcd.addresses == list(plan.etcd)
-    assert etcd.names == [plan.etcd_name(i) for i in range(len(plan.etcd))]
+    assert etcd.addresses == plan.addresses("etcd")
+    assert etcd.names == [n.name for n in plan.etcd]
 
 
 def test_certificate_count_must_match_the_plan(harness):

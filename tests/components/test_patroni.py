@@ -6,10 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from cloud_init.render import hostname, render_patroni_node
-from cloud_init.secrets import FAKE_CA, Passwords, PatroniNodeSecrets, fake_keypair
+from cloud_init.common import hostname
+from cloud_init.patroni import render_patroni_node
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.patroni import PASSWORD_ROLES, TYPE, PatroniCluster, PatroniClusterArgs
+from pgha.secrets import FAKE_CA, Passwords, PatroniNodeSecrets, fake_keypair
+from pgha.target import Target
 
 from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, static_placement
 
@@ -25,7 +27,7 @@ PASSWORD = "random:index/randomPassword:RandomPassword"
 def build(h, settings, roll=frozenset()):
     def program():
         network = PrivateNetwork("network", PrivateNetworkArgs(settings=settings, service_name=PROJECT_ID))
-        names = [settings.plan.patroni_name(i) for i in range(len(settings.plan.patroni))]
+        names = [n.name for n in settings.plan.patroni]
         args = PatroniClusterArgs(
             settings=settings,
             placement=replace(static_placement(tuple(network.egress)), roll=roll),
@@ -57,8 +59,8 @@ def test_nodes(harness, stack):
     plain = Passwords(**{role: value for role, (value, _) in passwords.items()})
     assert h.resolve(patroni.app_password) == (plain.app, True)
 
-    for i, ip in enumerate(plan.patroni):
-        node = plan.patroni_name(i)
+    for i, ip in enumerate(plan.addresses("patroni")):
+        node = plan.patroni[i].name
         volume = h.named(f"patroni-{node}-data")
         assert volume.protect, f"{volume.urn}: PostgreSQL data must survive any replacement or destroy"
         assert (volume.input("size"), volume.input("volumeType")) == (pg.volume_size_gb, pg.volume_type)
@@ -78,7 +80,7 @@ def test_nodes(harness, stack):
         assert h.named("network-gateway").urn in inst.dependencies
         assert inst.is_secret("userData"), inst.urn
         secrets = PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{node}-server"), fake_keypair(f"{node}-etcd-client"), plain)
-        assert inst.input("userData") == render_patroni_node(s, i, secrets).user_data, inst.urn
+        assert inst.input("userData") == render_patroni_node(s, Target.vm(s), plan.patroni[i], secrets).user_data, inst.urn
 
 
 def test_passwords_are_safe_for_yaml_and_libpq(harness):

@@ -37,11 +37,11 @@ def test_ca_and_node_certificates(harness, stack):
     assert ca.is_secret("privateKeyPem"), "the CA key must reach the provider as a secret"
 
     expected = {}
-    for i, ip in enumerate(plan.etcd):
-        expected[f"pki-{plan.etcd_name(i)}"] = (plan.etcd_name(i), ip, SERVER)
-    for i, ip in enumerate(plan.patroni):
-        expected[f"pki-{plan.patroni_name(i)}-server"] = (plan.patroni_name(i), ip, SERVER)
-        expected[f"pki-{plan.patroni_name(i)}-etcd-client"] = (f"{plan.patroni_name(i)}-etcd-client", ip, CLIENT)
+    for i, ip in enumerate(plan.addresses("etcd")):
+        expected[f"pki-{plan.etcd[i].name}"] = (plan.etcd[i].name, ip, SERVER)
+    for i, ip in enumerate(plan.addresses("patroni")):
+        expected[f"pki-{plan.patroni[i].name}-server"] = (plan.patroni[i].name, ip, SERVER)
+        expected[f"pki-{plan.patroni[i].name}-etcd-client"] = (f"{plan.patroni[i].name}-etcd-client", ip, CLIENT)
     for res, (cn, ip, uses) in expected.items():
         csr = h.named(f"{res}-csr")
         assert csr.input("subject")["commonName"] == cn, csr.urn

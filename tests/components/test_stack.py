@@ -6,8 +6,10 @@ import runpy
 
 import pytest
 
-from cloud_init.render import etcd_urls, libpq_dsn, render_haproxy
-from cloud_init.settings import SettingsError
+from cloud_init.common import etcd_urls
+from cloud_init.endpoint import libpq_dsn, render_haproxy
+from pgha.settings import SettingsError
+from pgha.target import Target
 
 from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, ROOT, plaintext_leaks
 
@@ -75,13 +77,13 @@ def test_stack_outputs(deployed):
     secret = {k for k, (_, is_secret) in outputs.items() if is_secret}
     assert secret == {"app_password"}
     assert value["network_id"] == OPENSTACK_NETWORK_ID
-    assert value["etcd_addresses"] == list(plan.etcd)
-    assert value["patroni_addresses"] == list(plan.patroni)
+    assert value["etcd_addresses"] == plan.addresses("etcd")
+    assert value["patroni_addresses"] == plan.addresses("patroni")
     assert value["etcd_client_urls"] == etcd_urls(s, plan)
-    assert value["patroni_rest_urls"] == [f"https://{ip}:{s.patroni.rest_port}" for ip in plan.patroni]
-    assert value["libpq_dsn"] == libpq_dsn(s)
+    assert value["patroni_rest_urls"] == [f"https://{ip}:{s.patroni.rest_port}" for ip in plan.addresses("patroni")]
+    assert value["libpq_dsn"] == libpq_dsn(s, plan)
     assert "password" not in value["libpq_dsn"]
-    assert value["haproxy_config"] == render_haproxy(s)
+    assert value["haproxy_config"] == render_haproxy(s, Target.vm(s))
     assert value["app_user"] == s.patroni.app_user
     assert value["app_password"] in h.mocks.secrets
     assert value["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")

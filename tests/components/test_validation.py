@@ -10,10 +10,10 @@ import textwrap
 import pulumi
 import pytest
 
-from cloud_init.secrets import FAKE_CA
 from components.etcd import EtcdCluster, EtcdClusterArgs
 from components.patroni import PatroniCluster, PatroniClusterArgs
 from components.validation import TYPE, Validation, ValidationArgs, etcd_script, patroni_script
+from pgha.secrets import FAKE_CA
 
 from .mocks import BASTION_PUBLIC_IP, fake_pair, static_placement, with_section
 
@@ -44,14 +44,14 @@ def test_one_command_per_node_after_its_instance(harness, stack):
     comp = h.component(TYPE)
     commands = h.children(comp)
     assert all(c.type == COMMAND for c in commands)
-    etcd_names = [plan.etcd_name(i) for i in range(len(plan.etcd))]
-    pg_names = [plan.patroni_name(i) for i in range(len(plan.patroni))]
+    etcd_names = [n.name for n in plan.etcd]
+    pg_names = [n.name for n in plan.patroni]
     assert sorted(c.name for c in commands) == sorted(f"validation-{n}" for n in etcd_names + pg_names)
 
     etcd_ids = [h.id_of(h.named(f"etcd-{n}")) for n in etcd_names]
     pg_ids = [h.id_of(h.named(f"patroni-{n}")) for n in pg_names]
     etcd_cmds = {h.named(f"validation-{n}").urn for n in etcd_names}
-    for role, names, addresses, ids in (("etcd", etcd_names, plan.etcd, etcd_ids), ("patroni", pg_names, plan.patroni, pg_ids)):
+    for role, names, addresses, ids in (("etcd", etcd_names, plan.addresses("etcd"), etcd_ids), ("patroni", pg_names, plan.addresses("patroni"), pg_ids)):
         for node, address in zip(names, addresses, strict=True):
             cmd = h.named(f"validation-{node}")
             inst = h.named(f"{role}-{node}")

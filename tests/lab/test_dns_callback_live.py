@@ -14,9 +14,9 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from cloud_init.secrets import OvhApiCredentials
 from lab import cluster as c
 from lab.topology import Topology, load_topology, scratch_dir
+from pgha.secrets import OvhApiCredentials
 from tests.unit import test_dns_callback as ovh
 
 from .conftest import FAILED, wait_for

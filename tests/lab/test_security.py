@@ -53,22 +53,22 @@ def foreign_client_ctx(topo: Topology, tmp: Path) -> ssl.SSLContext:
 
 
 def test_etcd_accepts_a_valid_client_certificate(sync_lab: Topology) -> None:
-    ip = sync_lab.plan.etcd[0]
+    ip = sync_lab.plan.etcd[0].address
     assert tls_handshake(ip, sync_lab.settings.etcd.client_port, c._ssl_ctx(sync_lab, client=True)) == "ok"
 
 
 def test_etcd_rejects_client_without_certificate(sync_lab: Topology) -> None:
-    ip = sync_lab.plan.etcd[0]
+    ip = sync_lab.plan.etcd[0].address
     assert tls_handshake(ip, sync_lab.settings.etcd.client_port, ssl.create_default_context(cafile=str(sync_lab.ca_file))) != "ok"
 
 
 def test_etcd_rejects_certificate_from_another_ca(sync_lab: Topology, tmp_path: Path) -> None:
-    ip = sync_lab.plan.etcd[0]
+    ip = sync_lab.plan.etcd[0].address
     assert tls_handshake(ip, sync_lab.settings.etcd.client_port, foreign_client_ctx(sync_lab, tmp_path)) != "ok"
 
 
 def test_etcd_rejects_plaintext(sync_lab: Topology) -> None:
-    ip = sync_lab.plan.etcd[0]
+    ip = sync_lab.plan.etcd[0].address
     with socket.create_connection((ip, sync_lab.settings.etcd.client_port), timeout=3) as s:
         s.sendall(b"GET /v2/keys HTTP/1.1\r\nHost: x\r\n\r\n")
         reply = s.recv(1024)
@@ -84,7 +84,7 @@ def test_etcd_rejects_plaintext(sync_lab: Topology) -> None:
 
 
 def test_etcd_peers_require_certificates(sync_lab: Topology, tmp_path: Path) -> None:
-    ip, port = sync_lab.plan.etcd[1], sync_lab.settings.etcd.peer_port
+    ip, port = sync_lab.plan.etcd[1].address, sync_lab.settings.etcd.peer_port
     assert tls_handshake(ip, port, ssl.create_default_context(cafile=str(sync_lab.ca_file))) != "ok"
     assert tls_handshake(ip, port, foreign_client_ctx(sync_lab, tmp_path)) != "ok"
 
@@ -93,7 +93,7 @@ def test_etcd_peers_require_certificates(sync_lab: Topology, tmp_path: Path) -> 
 
 
 def test_rest_api_is_tls_only(sync_lab: Topology) -> None:
-    ip = sync_lab.plan.patroni[0]
+    ip = sync_lab.plan.patroni[0].address
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         urllib.request.urlopen(f"http://{ip}:{sync_lab.settings.patroni.rest_port}/health", timeout=3).read()
     code, body = c.rest(sync_lab, sync_lab.pg_names[0], "/patroni")

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from cloud_init.render import libpq_dsn, render_haproxy
-from cloud_init.settings import load_stack_file
+from cloud_init.endpoint import libpq_dsn, render_haproxy
+from pgha.settings import load_stack_file
+from pgha.target import Target
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,14 +43,14 @@ SAMPLE_PROD_OUTPUT = """{
 
 def sample() -> dict[str, Any]:
     s = load_stack_file("prod", ROOT)
-    return json.loads(SAMPLE_PROD_OUTPUT.replace("HAPROXY", json.dumps(render_haproxy(s))))
+    return json.loads(SAMPLE_PROD_OUTPUT.replace("HAPROXY", json.dumps(render_haproxy(s, Target.vm(s)))))
 
 
 def test_sample_matches_what_the_stack_exports() -> None:
     s = load_stack_file("prod", ROOT)
     out = sample()
-    assert out["libpq_dsn"] == libpq_dsn(s)
-    assert out["patroni_addresses"] == list(s.plan.patroni) and out["lb_address"] == s.plan.lb
+    assert out["libpq_dsn"] == libpq_dsn(s, s.plan)
+    assert out["patroni_addresses"] == s.plan.addresses("patroni") and out["lb_address"] == s.plan.lb
 
 
 def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ real (as Patroni runs it) against a local double of the OVH API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -20,10 +21,10 @@ import pytest
 import yaml
 
 from cloud_init import dns_callback
-from cloud_init.layout import Layout
-from cloud_init.render import render_patroni_node
-from cloud_init.secrets import FAKE_CA, OvhApiCredentials, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
-from cloud_init.settings import Settings, SettingsError, load, sections_from_stack_yaml
+from cloud_init.patroni import render_patroni_node
+from pgha.secrets import FAKE_CA, OvhApiCredentials, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
+from pgha.settings import Settings, SettingsError, load, sections_from_stack_yaml
+from pgha.target import Layout, Target
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,6 @@ def test_primary_record_defaults() -> None:
 
 def tmp_layout(base: Path) -> Layout:
     return Layout(
-        kind="lab",
         etc_dir=str(base / "etc"),
         bin_dir=str(base / "bin"),
         etcd_data_dir=str(base / "etcd"),
@@ -92,14 +92,14 @@ def node_secrets(creds: OvhApiCredentials | None) -> PatroniNodeSecrets:
 
 def test_render_off_by_default() -> None:
     s = load("prod", prod_raw())
-    node = render_patroni_node(s, 0, node_secrets(fake_ovh_api_credentials()))
+    node = render_patroni_node(s, Target.vm(s), s.plan.patroni[0], node_secrets(fake_ovh_api_credentials()))
     assert "callbacks" not in yaml.safe_load(node.file("/patroni.yml").content)["postgresql"]
     assert not [f for f in node.files if "dns-callback" in f.path]
 
 
 def test_render_callback_files_and_patroni_callbacks() -> None:
     s = load("prod", prod_raw(primary_record=True))
-    node = render_patroni_node(s, 1, node_secrets(fake_ovh_api_credentials()))
+    node = render_patroni_node(s, Target.vm(s), s.plan.patroni[1], node_secrets(fake_ovh_api_credentials()))
     cfg = yaml.safe_load(node.file("/patroni.yml").content)
     cmd = "/usr/bin/timeout --kill-after=2 30 /usr/local/sbin/pgha-dns-callback --config /etc/pgha/dns-callback.json"
     assert cfg["postgresql"]["callbacks"] == {"on_start": cmd, "on_role_change": cmd}
@@ -108,8 +108,8 @@ def test_render_callback_files_and_patroni_callbacks() -> None:
     conf = node.file("/etc/pgha/dns-callback.json")
     assert (conf.mode, conf.owner, conf.secret) == ("0600", "postgres:postgres", True)
     c = json.loads(conf.content)
-    assert (c["node"], c["address"], c["zone"], c["record"], c["ttl"]) == ("pg2", s.plan.patroni[1], "example.com", "primary-db-prod", 60)
-    assert c["leader_check_url"] == f"https://{s.plan.patroni[1]}:8008/primary" and c["cacert"] == "/etc/pgha/tls/ca.crt"
+    assert (c["node"], c["address"], c["zone"], c["record"], c["ttl"]) == ("pg2", s.plan.patroni[1].address, "example.com", "primary-db-prod", 60)
+    assert c["leader_check_url"] == f"https://{s.plan.patroni[1].address}:8008/primary" and c["cacert"] == "/etc/pgha/tls/ca.crt"
     assert c["ovh"]["endpoint"] == "https://eu.api.ovh.com/1.0" and c["ovh"]["consumer_key"] == "FAKE-ovh-consumer-key"
     # Stdlib only: the node runs it with the system python, outside Patroni's venv.
     imports = {line.split()[1].split(".")[0] for line in script.content.splitlines() if line.startswith(("import ", "from "))}
@@ -119,7 +119,7 @@ def test_render_callback_files_and_patroni_callbacks() -> None:
 def test_render_refuses_primary_record_without_credentials() -> None:
     s = load("prod", prod_raw(primary_record=True))
     with pytest.raises(ValueError, match="no OVH API credentials"):
-        render_patroni_node(s, 0, node_secrets(None))
+        render_patroni_node(s, Target.vm(s), s.plan.patroni[0], node_secrets(None))
 
 
 def test_access_rules_are_limited_to_the_record() -> None:
@@ -271,7 +271,8 @@ def node(ovh: OvhDouble, tmp_path: Path) -> Node:
     s: Settings = load("prod", prod_raw(primary_record=True))
     layout = tmp_layout(tmp_path)
     creds = OvhApiCredentials(application_key=AK, application_secret=AS, consumer_key=CK, endpoint=ovh.base)
-    rendered = render_patroni_node(s, 0, node_secrets(creds), layout=layout)
+    target = dataclasses.replace(Target.vm(s), layouts={n.name: layout for n in s.plan.cluster})
+    rendered = render_patroni_node(s, target, s.plan.patroni[0], node_secrets(creds))
     for f in rendered.files:
         if f.path.startswith(str(tmp_path)):
             p = Path(f.path)
@@ -279,7 +280,7 @@ def node(ovh: OvhDouble, tmp_path: Path) -> Node:
             p.write_text(f.content)
             p.chmod(int(f.mode, 8))
     callbacks = yaml.safe_load(rendered.file("/patroni.yml").content)["postgresql"]["callbacks"]
-    n = Node(shlex.split(callbacks["on_role_change"]), Path(dns_callback.config_path(layout)), s.plan.patroni[0])
+    n = Node(shlex.split(callbacks["on_role_change"]), Path(dns_callback.config_path(layout)), s.plan.patroni[0].address)
     # The node's REST API is the double's /primary (plain HTTP in the test).
     n.patch_config(leader_check_url=ovh.base.removesuffix("/1.0") + "/primary", backoff_base=0.05, backoff_cap=0.2)
     return n

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from cloud_init.settings import (
+from pgha.settings import (
     SettingsError,
-    dataclass_keys,
     describe_schema,
     load,
     load_stack_file,
@@ -137,9 +136,10 @@ def test_address_plan_from_subnet() -> None:
     s = load("test", with_({"network.cidr": "10.9.8.0/24", "etcd.members": 5}))
     p = s.plan
     assert p.gateway_ip == "10.9.8.1"
-    assert p.etcd == ("10.9.8.11", "10.9.8.12", "10.9.8.13", "10.9.8.14", "10.9.8.15")
-    assert p.patroni == ("10.9.8.21", "10.9.8.22", "10.9.8.23")
-    assert len(set(p.etcd) | set(p.patroni) | {p.bastion, p.lb, p.gateway_ip}) == 11
+    assert p.addresses("etcd") == ["10.9.8.11", "10.9.8.12", "10.9.8.13", "10.9.8.14", "10.9.8.15"]
+    assert [(n.name, n.role, n.address) for n in p.patroni] == [("pg1", "patroni", "10.9.8.21"), ("pg2", "patroni", "10.9.8.22"), ("pg3", "patroni", "10.9.8.23")]
+    assert p.bastion.address == "10.9.8.5" and p.node("etcd5").address == "10.9.8.15"
+    assert len({n.address for n in (*p.cluster, p.bastion)} | {p.lb, p.gateway_ip}) == 11
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -166,14 +166,17 @@ def test_missing_stack_file_names_known_stacks(tmp_path: Path) -> None:
     assert "dev" in str(exc.value) and "prod" in str(exc.value)
 
 
-def test_schema_and_dataclasses_agree() -> None:
-    assert {row[0] for row in describe_schema()} == dataclass_keys()
+def test_every_key_has_a_description() -> None:
+    rows = describe_schema()
+    assert len(rows) > 40
+    for key, _, _, doc in rows:
+        assert doc and "\n" not in doc, f"{key}: one-line description missing"
 
 
 def test_readme_configuration_table_is_complete() -> None:
     readme = (ROOT / "README.md").read_text()
-    for key, kind, default in describe_schema():
-        assert f"| `{key}` | {kind} | {default} |" in readme, f"README configuration table is missing or stale for {key}: run make readme-config"
+    for key, kind, default, doc in describe_schema():
+        assert f"| `{key}` | {kind} | {default} | {doc} |" in readme, f"README configuration table is missing or stale for {key}: run make readme-config"
 
 
 def test_input_is_not_mutated() -> None:

@@ -1,5 +1,5 @@
-#!{{ python }}
-# pgha-check-patroni, rendered by cloud_init/render.py. Run by the deploy-time remote
+#!/usr/bin/python3
+# pgha-check-patroni: installed verbatim by cloud_init (node_scripts/check_patroni.py). Run by the deploy-time remote
 # commands and by the lab, on every Patroni node.
 #
 # Checks through this node's Patroni REST API (TLS, verified against the cluster CA)
@@ -23,8 +23,7 @@ def get_json(url, cacert):
 
 def replication_rows(cfg):
     sql = "SELECT application_name, state, sync_state FROM pg_stat_replication"
-    cmd = [cfg["psql"], "--no-psqlrc", "-XAt", "-F", "|", "-h", cfg["socket_dir"], "-p", str(cfg["port"]),
-           "-U", cfg["superuser"], "-d", "postgres", "-c", sql]
+    cmd = [cfg["psql"], "--no-psqlrc", "-XAt", "-F", "|", "-h", cfg["socket_dir"], "-p", str(cfg["port"]), "-U", cfg["superuser"], "-d", "postgres", "-c", sql]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     if p.returncode != 0:
         raise RuntimeError("psql failed: " + p.stderr.strip())
@@ -35,7 +34,7 @@ def check(cfg, node):
     try:
         cluster = get_json(cfg["rest_url"] + "/cluster", cfg["cacert"])
     except Exception as e:  # noqa: BLE001 - any failure is a failed check
-        return ["Patroni REST API %s/cluster: %s" % (cfg["rest_url"], e)], ""
+        return ["Patroni REST API {}/cluster: {}".format(cfg["rest_url"], e)], ""
     members = {m["name"]: m for m in cluster.get("members", [])}
     problems = []
     missing = sorted(set(cfg["members"]) - set(members))
@@ -43,13 +42,13 @@ def check(cfg, node):
         problems.append("members missing from the cluster: " + ", ".join(missing))
     leaders = sorted(n for n, m in members.items() if m.get("role") in ("leader", "standby_leader"))
     if len(leaders) != 1:
-        problems.append("expected exactly one leader, found %d: %s" % (len(leaders), leaders))
+        problems.append(f"expected exactly one leader, found {len(leaders)}: {leaders}")
         return problems, ""
     leader = leaders[0]
     for n, m in sorted(members.items()):
         if n != leader and m.get("state") != "streaming":
-            problems.append("%s is %s, not streaming" % (n, m.get("state")))
-    summary = "patroni: leader %s (timeline %s)" % (leader, members[leader].get("timeline"))
+            problems.append("{} is {}, not streaming".format(n, m.get("state")))
+    summary = "patroni: leader {} (timeline {})".format(leader, members[leader].get("timeline"))
     if node == leader:
         try:
             rows = replication_rows(cfg)
@@ -58,15 +57,15 @@ def check(cfg, node):
         names = set(cfg["members"]) - {leader}
         streaming = sorted(r[0] for r in rows if r[0] in names and r[1] == "streaming")
         if len(streaming) != len(names):
-            problems.append("pg_stat_replication on %s shows %d/%d replicas streaming (%s)" % (
-                leader, len(streaming), len(names), ", ".join(streaming) or "none"))
+            listed = ", ".join(streaming) or "none"
+            problems.append(f"pg_stat_replication on {leader} shows {len(streaming)}/{len(names)} replicas streaming ({listed})")
         sync = sorted(r[0] for r in rows if r[0] in names and r[2] in ("sync", "quorum"))
         if cfg["synchronous_mode"] and not sync:
             problems.append("synchronous mode is on but no synchronous standby in pg_stat_replication")
-        summary += "; pg_stat_replication: %d streaming%s" % (
-            len(streaming), ", sync: " + ",".join(sync) if sync else "")
+        sync_part = ", sync: " + ",".join(sync) if sync else ""
+        summary += f"; pg_stat_replication: {len(streaming)} streaming{sync_part}"
     else:
-        summary += "; %s is a replica (replication checked on the leader)" % node
+        summary += f"; {node} is a replica (replication checked on the leader)"
     return problems, summary
 
 
@@ -89,7 +88,7 @@ def main():
             print("waiting: " + "; ".join(problems), file=sys.stderr, flush=True)
             last = problems
         if time.monotonic() >= deadline:
-            print("FAILED patroni check on %s: %s" % (node, "; ".join(problems)), file=sys.stderr, flush=True)
+            print("FAILED patroni check on {}: {}".format(node, "; ".join(problems)), file=sys.stderr, flush=True)
             return 1
         time.sleep(1)
 

@@ -1,5 +1,5 @@
-#!{{ python }}
-# pgha-check-etcd, rendered by cloud_init/render.py. Run by the deploy-time remote
+#!/usr/bin/python3
+# pgha-check-etcd: installed verbatim by cloud_init (node_scripts/check_etcd.py). Run by the deploy-time remote
 # commands, by the lab, and (with --reachable) before Patroni starts.
 #
 # Checks over TLS with this node's client certificate that every expected etcd member
@@ -15,9 +15,16 @@ import time
 
 def etcdctl(cfg, endpoints, *args):
     cmd = [
-        "etcdctl", "--endpoints=" + ",".join(endpoints),
-        "--cacert=" + cfg["cacert"], "--cert=" + cfg["cert"], "--key=" + cfg["key"],
-        "--dial-timeout=2s", "--command-timeout=3s", "-w", "json", *args,
+        "etcdctl",
+        "--endpoints=" + ",".join(endpoints),
+        "--cacert=" + cfg["cacert"],
+        "--cert=" + cfg["cert"],
+        "--key=" + cfg["key"],
+        "--dial-timeout=2s",
+        "--command-timeout=3s",
+        "-w",
+        "json",
+        *args,
     ]
     env = dict(os.environ, ETCDCTL_API="3")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=15)
@@ -41,9 +48,9 @@ def check(cfg, reachable_only):
     unstarted = [m for m in members if not m.get("name")]
     expected = sorted(cfg["members"])
     if started != expected:
-        problems.append("started members %s, expected %s" % (started, expected))
+        problems.append(f"started members {started}, expected {expected}")
     if unstarted:
-        problems.append("%d member(s) added but not started" % len(unstarted))
+        problems.append(f"{len(unstarted)} member(s) added but not started")
     healthy = []
     for ep in cfg["endpoints"]:
         rc, out, err = etcdctl(cfg, [ep], "endpoint", "health")
@@ -56,9 +63,9 @@ def check(cfg, reachable_only):
         if ok:
             healthy.append(ep)
         else:
-            problems.append("endpoint %s is not healthy: %s" % (ep, (err or out).splitlines()[-1:] or "no answer"))
-    return problems, "etcd: %d/%d members started, %d/%d endpoints healthy" % (
-        len(started), len(expected), len(healthy), len(cfg["endpoints"]))
+            problems.append("endpoint {} is not healthy: {}".format(ep, (err or out).splitlines()[-1:] or "no answer"))
+    n_endpoints = len(cfg["endpoints"])
+    return problems, f"etcd: {len(started)}/{len(expected)} members started, {len(healthy)}/{n_endpoints} endpoints healthy"
 
 
 def main():

@@ -1,5 +1,5 @@
-#!{{ python }}
-# pgha-dns-callback, rendered by cloud_init/render.py when endpoint.dns.primary_record
+#!/usr/bin/python3
+# pgha-dns-callback: installed verbatim by cloud_init (node_scripts/dns_callback.py) when endpoint.dns.primary_record
 # is on. Patroni runs it as its on_start and on_role_change callback, under coreutils
 # timeout, with three arguments: ACTION ROLE SCOPE.
 #
@@ -30,8 +30,21 @@ import urllib.request
 
 PRIMARY_ROLES = ("primary", "master")
 ACTIONS = ("on_start", "on_role_change")
-CONFIG_KEYS = ("node", "address", "zone", "record", "fqdn", "ttl", "leader_check_url", "cacert",
-               "deadline", "request_timeout", "backoff_base", "backoff_cap", "ovh")
+CONFIG_KEYS = (
+    "node",
+    "address",
+    "zone",
+    "record",
+    "fqdn",
+    "ttl",
+    "leader_check_url",
+    "cacert",
+    "deadline",
+    "request_timeout",
+    "backoff_base",
+    "backoff_cap",
+    "ovh",
+)
 OVH_KEYS = ("endpoint", "application_key", "application_secret", "consumer_key")
 
 
@@ -80,7 +93,7 @@ class OvhApi:
             except urllib.error.HTTPError:
                 self.delta = 0  # trust the local clock
             except (OSError, ValueError, http.client.HTTPException) as e:
-                raise Transient("GET /auth/time: %s" % e)
+                raise Transient(f"GET /auth/time: {e}") from e
         return self.delta
 
     def call(self, method, path, query=None, body=None):
@@ -97,27 +110,27 @@ class OvhApi:
             "Accept": "application/json",
         }
         req = urllib.request.Request(url, data=data.encode() if body is not None else None, method=method, headers=headers)
-        what = "%s %s" % (method, path)
+        what = f"{method} {path}"
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
-            msg = "%s: HTTP %d %s" % (what, e.code, http_error_detail(e))
+            msg = f"{what}: HTTP {e.code} {http_error_detail(e)}"
             if e.code == 403:
                 raise Permanent(
                     msg + " (the consumer key is invalid, expired or lacks an access rule; it needs: "
-                    "GET /domain/zone/{z}/record, GET and PUT /domain/zone/{z}/record/<id>, "
-                    "POST /domain/zone/{z}/refresh)".format(z=self.zone)
-                )
+                    f"GET /domain/zone/{self.zone}/record, GET and PUT /domain/zone/{self.zone}/record/<id>, "
+                    f"POST /domain/zone/{self.zone}/refresh)"
+                ) from e
             if e.code == 429 or e.code >= 500:
-                raise Transient(msg)
-            raise Permanent(msg)
+                raise Transient(msg) from e
+            raise Permanent(msg) from e
         except (OSError, http.client.HTTPException) as e:
-            raise Transient("%s: %s" % (what, e))
+            raise Transient(f"{what}: {e}") from e
         try:
             return json.loads(raw) if raw.strip() else None
         except ValueError:
-            raise Transient("%s: answer is not JSON" % what)
+            raise Transient(f"{what}: answer is not JSON") from None
 
 
 def still_leader(cfg, timeout):
@@ -130,9 +143,9 @@ def still_leader(cfg, timeout):
     except urllib.error.HTTPError as e:
         if e.code == 503:
             return False
-        raise Transient("Patroni GET /primary: HTTP %d" % e.code)
+        raise Transient(f"Patroni GET /primary: HTTP {e.code}") from e
     except (OSError, http.client.HTTPException) as e:
-        raise Transient("Patroni GET /primary: %s" % e)
+        raise Transient(f"Patroni GET /primary: {e}") from e
 
 
 class Update:
@@ -147,27 +160,27 @@ class Update:
 
     def __call__(self):
         cfg, api = self.cfg, self.api
-        records = "/domain/zone/%s/record" % cfg["zone"]
+        records = "/domain/zone/{}/record".format(cfg["zone"])
         if self.record_id is None:
             ids = api.call("GET", records, {"fieldType": "A", "subDomain": cfg["record"]})
             if not isinstance(ids, list) or len(ids) != 1:
                 raise Permanent(
-                    "expected exactly one A record %s, found %s; create it once (pgha's Endpoint does when "
-                    "endpoint.dns.primary_record is on) and never add a second one" % (cfg["fqdn"], ids)
+                    "expected exactly one A record {}, found {}; create it once (pgha's Endpoint does when "
+                    "endpoint.dns.primary_record is on) and never add a second one".format(cfg["fqdn"], ids)
                 )
             self.record_id = ids[0]
-        record = "%s/%s" % (records, self.record_id)
+        record = f"{records}/{self.record_id}"
         if not self.put_done:
             current = api.call("GET", record) or {}
             if current.get("target") == cfg["address"] and current.get("ttl") == cfg["ttl"]:
-                return "%s already points at %s (%s)" % (cfg["fqdn"], cfg["address"], cfg["node"])
+                return "{} already points at {} ({})".format(cfg["fqdn"], cfg["address"], cfg["node"])
             if not still_leader(cfg, api.timeout):
-                return "%s is no longer the leader: %s left at %s" % (cfg["node"], cfg["fqdn"], current.get("target"))
+                return "{} is no longer the leader: {} left at {}".format(cfg["node"], cfg["fqdn"], current.get("target"))
             self.changed_from = current.get("target")
             api.call("PUT", record, body={"target": cfg["address"], "ttl": cfg["ttl"]})
             self.put_done = True
-        api.call("POST", "/domain/zone/%s/refresh" % cfg["zone"])
-        return "%s: %s -> %s (%s, ttl %ds)" % (cfg["fqdn"], self.changed_from, cfg["address"], cfg["node"], cfg["ttl"])
+        api.call("POST", "/domain/zone/{}/refresh".format(cfg["zone"]))
+        return "{}: {} -> {} ({}, ttl {}s)".format(cfg["fqdn"], self.changed_from, cfg["address"], cfg["node"], cfg["ttl"])
 
 
 def with_retries(step, api, cfg):
@@ -182,8 +195,8 @@ def with_retries(step, api, cfg):
             return step()
         except Transient as e:
             if time.monotonic() + delay >= end:
-                raise Permanent("gave up after %d attempts (deadline %ss): %s" % (attempt, deadline, e))
-            log("attempt %d failed: %s; retrying in %.1fs" % (attempt, e, delay))
+                raise Permanent(f"gave up after {attempt} attempts (deadline {deadline}s): {e}") from e
+            log(f"attempt {attempt} failed: {e}; retrying in {delay:.1f}s")
             time.sleep(delay)
             delay = min(delay * 2, cap)
 
@@ -202,20 +215,20 @@ def main():
             cfg = json.load(f)
         missing = [k for k in CONFIG_KEYS if k not in cfg] + ["ovh." + k for k in OVH_KEYS if k not in cfg.get("ovh", {})]
     except (OSError, ValueError, AttributeError) as e:
-        log("cannot read %s: %s" % (args.config, e))
+        log(f"cannot read {args.config}: {e}")
         return 2
     if missing:
-        log("%s: missing key(s) %s" % (args.config, ", ".join(missing)))
+        log("{}: missing key(s) {}".format(args.config, ", ".join(missing)))
         return 2
     api = OvhApi(cfg["ovh"], cfg["zone"])
-    log("%s %s (scope %s): pointing %s at %s" % (args.action, args.role, args.scope, cfg["fqdn"], cfg["address"]))
+    log("{} {} (scope {}): pointing {} at {}".format(args.action, args.role, args.scope, cfg["fqdn"], cfg["address"]))
     t0 = time.monotonic()
     try:
         result = with_retries(Update(cfg, api), api, cfg)
     except Permanent as e:
-        log("FAILED after %.1fs: %s" % (time.monotonic() - t0, e))
+        log(f"FAILED after {time.monotonic() - t0:.1f}s: {e}")
         return 1
-    log("%s in %.1fs" % (result, time.monotonic() - t0))
+    log(f"{result} in {time.monotonic() - t0:.1f}s")
     return 0
 
 

@@ -1,0 +1,51 @@
+"""Who may reach which node: THE allow-list.
+
+One function, two consumers: the renderer writes it into each node's nftables host
+firewall (``cloud_init/common.py``), and ``components/access.py`` turns it into
+OpenStack security group rules. OVH does not enforce security groups on vRack ports,
+so the host firewall is what filters there; both always carry the same rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .plan import AddressPlan
+    from .settings import Settings
+
+
+@dataclass(frozen=True)
+class Allow:
+    """One allowed inbound TCP flow to every node of a role."""
+
+    role: str  #: etcd, patroni or bastion
+    port: int  #: destination TCP port
+    sources: tuple[str, ...]  #: addresses or networks allowed in
+    why: str  #: one line: why it is open
+
+
+def allow_list(settings: Settings, plan: AddressPlan) -> list[Allow]:
+    """Every inbound rule, per role, in the order the host firewalls list them."""
+    e, pg, acc = settings.etcd, settings.patroni, settings.access
+    ssh_from = (plan.bastion.address,) if acc.bastion.enabled else (plan.cidr,)
+    etcd = tuple(plan.addresses("etcd"))
+    patroni = tuple(plan.addresses("patroni"))
+    rules = [
+        Allow("etcd", 22, ssh_from, "ssh from the bastion"),
+        Allow("etcd", e.client_port, patroni + etcd, "etcd clients: Patroni nodes and etcd peers"),
+        Allow("etcd", e.peer_port, etcd, "etcd peers"),
+        Allow("patroni", 22, ssh_from, "ssh from the bastion"),
+        Allow("patroni", pg.port, (plan.cidr, *pg.app_cidrs), "PostgreSQL from the subnet and application networks"),
+        Allow("patroni", pg.rest_port, (plan.cidr,), "Patroni REST API from the subnet (peers, load balancer health checks)"),
+    ]
+    if acc.bastion.enabled:
+        rules.append(Allow("bastion", 22, tuple(acc.admin_cidrs), "ssh from admin networks"))
+    return [r for r in rules if r.sources]
+
+
+def as_cidr(source: str) -> str:
+    """A single address as a /32 (security groups take networks only)."""
+    return str(ipaddress.ip_network(source, strict=False))
