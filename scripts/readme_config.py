@@ -1,6 +1,6 @@
-"""Regenerate the README's configuration table from the settings schema.
+"""Regenerate the configuration table (docs/configuration.md) from the settings schema.
 
-python scripts/readme_config.py          # rewrite README.md between the markers
+python scripts/readme_config.py          # rewrite docs/configuration.md between the markers
 python scripts/readme_config.py --check  # exit 1 if it is stale
 """
 
@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pgha.settings import describe_schema  # noqa: E402
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"
 
 
