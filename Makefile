@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup lab test test-unit test-components test-lab test-php golden render readme-config lint down bench drill bench-failover
+.PHONY: help setup lab test test-unit test-tools test-components test-lab test-php golden render readme-config lint down bench drill bench-failover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,12 +16,15 @@ lab: setup ## THE main command: set up, then bring the lab up and validate it
 down: ## stop the lab (every process it started)
 	$(PY) -m lab --stack $(STACK) down
 
-test: setup ## run every test: unit, Pulumi mocks, PHP, lab (real daemons)
+test: setup ## run every test: unit, tools, Pulumi mocks, PHP, lab (real daemons)
 	$(PY) -m pytest tests
 	phpunit -c clients/php/phpunit.xml
 
-test-unit: ## unit tests only (milliseconds)
+test-unit: ## unit tests only (milliseconds, no processes)
 	$(PY) -m pytest -m unit tests
+
+test-tools: ## tests that run a real external tool (php, haproxy -c, cloud-init schema, check-jsonschema), no daemons
+	$(PY) -m pytest -m tools tests
 
 test-components: ## Pulumi mocks tests only
 	$(PY) -m pytest -m components tests

@@ -4,7 +4,7 @@ Gathers every ``pgha:*`` key of the stack (known sections and unknown ones, so a
 such as ``pgha:patroini`` is an error, not a silently ignored key), adds the OVH Public
 Cloud project id and the nodes to roll from the environment, and validates everything
 at once with
-:func:`cloud_init.settings.load`. A bad config raises :class:`SettingsError` listing
+:func:`pgha.settings.load`. A bad config raises :class:`SettingsError` listing
 every problem before ``__main__`` creates a single resource.
 """
 

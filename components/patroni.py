@@ -31,7 +31,7 @@ from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
 from .pki import TlsKeyPair
 
 TYPE = "pgha:index:PatroniCluster"
-#: Fields of cloud_init.secrets.Passwords, one RandomPassword each.
+#: Fields of pgha.secrets.Passwords, one RandomPassword each.
 PASSWORD_ROLES = ("superuser", "replication", "rewind", "rest_api", "app")
 PASSWORD_LENGTH = 32
 

@@ -10,6 +10,9 @@ Writes three files side by side and never puts the password into the config:
     pg.password      the application password, mode 0600 (not written with --password-env)
     pg.ca.crt        the cluster CA (sslrootcert)
 
+``connect_timeout`` and ``deadline`` default to the clients' own defaults
+(``clients/php/defaults.json``, read through ``pgha_client.defaults``).
+
 Relative paths in the config are resolved by the connector against the config's
 directory, so the three files move together. ``--via`` picks how the connector reaches
 the primary (README "Connecting applications"): ``nodes`` (default) lists every node and lets libpq
@@ -28,6 +31,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pgha_client import defaults
 
 ROOT = Path(__file__).resolve().parent.parent
 VIAS = ("nodes", "haproxy", "lb", "dns", "primary-record")
@@ -90,8 +95,8 @@ def connector_config(
     host: str | None = None,
     port: int | None = None,
     application_name: str = DEFAULT_APPLICATION_NAME,
-    connect_timeout: int = 2,
-    deadline: float = 15,
+    connect_timeout: int = defaults.CONNECT_TIMEOUT,
+    deadline: float = defaults.DEADLINE,
 ) -> dict[str, Any]:
     """The connector config, without any password key and without sslrootcert (the
     caller adds where it stored the secret and the CA). Raises with every problem."""
@@ -115,7 +120,7 @@ def connector_config(
         raise AppConfigError(problems)
     params = parse_conninfo(outputs["libpq_dsn"])
     hosts = params.get("host", "").split(",")
-    ports = [int(p) for p in params.get("port", "").split(",")] if params.get("port") else [5432] * len(hosts)
+    ports = [int(p) for p in params.get("port", "").split(",")] if params.get("port") else [defaults.PORT] * len(hosts)
     if hosts != list(outputs["patroni_addresses"]):
         problems.append(f"libpq_dsn: hosts {hosts} differ from patroni_addresses {list(outputs['patroni_addresses'])}")
     if len(ports) != len(hosts):
@@ -193,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, help="override the port (haproxy: from its bind line; lb: 5432; others: the nodes' port)")
     ap.add_argument("--password-env", metavar="NAME", help="reference this environment variable instead of writing a password file")
     ap.add_argument("--application-name", default=DEFAULT_APPLICATION_NAME)
-    ap.add_argument("--connect-timeout", type=int, default=2, help="seconds per host (default 2)")
-    ap.add_argument("--deadline", type=float, default=15, help="seconds one connect()/run() may take in total (default 15)")
+    ap.add_argument("--connect-timeout", type=int, default=defaults.CONNECT_TIMEOUT, help="seconds per host (default: %(default)s, the clients' default)")
+    ap.add_argument(
+        "--deadline", type=float, default=defaults.DEADLINE, help="seconds one connect()/run() may take in total (default: %(default)s, the clients' default)"
+    )
     args = ap.parse_args(argv)
     try:
         if args.lab:

@@ -80,14 +80,16 @@ else
   log "Patroni venv up to date"
 fi
 
-# Project venv: Pulumi SDKs, jinja2, pytest, linters.
+# Project venv: Pulumi SDKs, jinja2, pytest, linters, the Python client (editable).
 venv="$here/.venv"
 want="$(cat "$here/requirements.txt" "$here/requirements-dev.txt")"
 stamp="$venv/.pgha-requirements"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "building project venv at $venv"
   /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+  # From the repository root: pip resolves requirements-dev.txt's "-e ./clients/python"
+  # against the working directory, not against the file.
+  (cd "$here" && "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt)
   printf '%s' "$want" > "$stamp"
 else
   log "project venv up to date"

@@ -41,13 +41,15 @@ def db_config(outputs: Mapping[str, Any], ca_path: str = "/etc/app/pgha-ca.crt")
     params = parse_conninfo(outputs["libpq_dsn"])
     if params.get("user") != outputs["app_user"]:
         raise ValueError(f"libpq_dsn is for user {params.get('user')!r}, app_user is {outputs['app_user']!r}")
+    if "target_session_attrs" not in params:  # pgha always sets it; no second default here
+        raise ValueError("libpq_dsn has no target_session_attrs")
     return {
         "dsn": app_dsn(outputs["libpq_dsn"], ca_path),
         "user": outputs["app_user"],
         "password": outputs["app_password"],
         "dbname": params["dbname"],
         "hosts": list(outputs["patroni_addresses"]),
-        "target_session_attrs": params.get("target_session_attrs", "read-write"),
+        "target_session_attrs": params["target_session_attrs"],
         "ca_path": ca_path,
         "ca_certificate": outputs["ca_certificate"],
         # A single name for humans and tools that cannot do multi-host (None if neither is enabled).

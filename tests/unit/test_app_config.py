@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 from cloud_init.endpoint import libpq_dsn, render_haproxy
 from pgha.settings import load_stack_file
 from pgha.target import Target
+from pgha_client import defaults
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +61,8 @@ def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:
         "dbname": "app",
         "user": "app",
         "sslmode": "verify-full",
-        "connect_timeout": 2,
-        "deadline": 15,
+        "connect_timeout": defaults.CONNECT_TIMEOUT,
+        "deadline": defaults.DEADLINE,
         "application_name": "pgha-app",
         "password_file": "pg.password",
         "sslrootcert": "pg.ca.crt",
@@ -130,25 +129,6 @@ def test_stdin_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert app_config.main(["--stack-output", "-", "--out", str(tmp_path / "b.json")]) == 2
     assert "expected a JSON object" in capsys.readouterr().err
     assert not (tmp_path / "b.json").exists()
-
-
-def test_the_php_connector_accepts_the_config(tmp_path: Path) -> None:
-    """Validated by its consumer: clients/php's Config::fromJsonFile and DsnBuilder."""
-    if not shutil.which("php"):
-        pytest.fail("php is not installed: run scripts/setup.sh")
-    out = tmp_path / "pg.json"
-    assert app_config.main(["--stack-output", str(write_sample(tmp_path)), "--out", str(out)]) == 0
-    code = (
-        f"require '{ROOT}/clients/php/tests/bootstrap.php';"
-        "$c = Pgha\\Failover\\Config::fromJsonFile($argv[1]);"
-        "echo json_encode(['dsn' => Pgha\\Failover\\DsnBuilder::build($c), 'pw' => $c->password() === trim(file_get_contents($argv[2]))]);"
-    )
-    p = subprocess.run(["php", "-r", code, str(out), str(out.with_name("pg.password"))], capture_output=True, text=True)
-    assert p.returncode == 0, p.stdout + p.stderr
-    got = json.loads(p.stdout)
-    assert got["pw"] is True
-    assert got["dsn"].startswith("pgsql:host=10.43.0.21,10.43.0.22,10.43.0.23;port=5432,5432,5432;dbname=app;target_session_attrs=read-write")
-    assert f"sslrootcert={tmp_path}/pg.ca.crt" in got["dsn"]
 
 
 def write_sample(tmp_path: Path) -> Path:

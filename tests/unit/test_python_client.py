@@ -1,10 +1,9 @@
-"""clients/python/pgha_client: DSN, config validation, error classification, backoff and
+"""clients/python (pgha_client): DSN, config validation, error classification, backoff and
 the retry rules of the Connector, with fakes (no database, no real time)."""
 
 from __future__ import annotations
 
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +13,7 @@ from psycopg import errors as pe
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "clients" / "python"))
-
-from pgha_client import (  # noqa: E402
+from pgha_client import (
     Backoff,
     Config,
     Connector,

@@ -28,6 +28,9 @@ namespace Pgha\Failover;
  *   backoff_cap       seconds, maximum delay between retries, default 1
  *   application_name  string shown in pg_stat_activity, optional
  *
+ * The defaults quoted above are those of {@see Config::DEFAULTS_FILE} (../defaults.json),
+ * the one declaration shared with the Python client; see {@see Config::defaults()}.
+ *
  * Relative password_file / sslrootcert paths are resolved against the JSON file's
  * directory (or the $baseDir given to fromArray()).
  */
@@ -35,12 +38,27 @@ final class Config
 {
     public const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
-    public const DEFAULT_PORT = 5432;
-    public const DEFAULT_SSLMODE = 'verify-full';
-    public const DEFAULT_CONNECT_TIMEOUT = 2;
-    public const DEFAULT_DEADLINE = 15.0;
-    public const DEFAULT_BACKOFF_BASE = 0.05;
-    public const DEFAULT_BACKOFF_CAP = 1.0;
+    /**
+     * The defaults of both failover clients, declared once: read by {@see Config::defaults()}
+     * and by the Python client (clients/python/src/pgha_client/defaults.json is a symlink
+     * to this file). It lives in this package so that a Composer install carries it.
+     */
+    public const DEFAULTS_FILE = __DIR__ . '/../defaults.json';
+
+    /** Keys of DEFAULTS_FILE and the type of each value ('number': int or float, read as float). */
+    private const DEFAULT_TYPES = [
+        'port' => 'int',
+        'sslmode' => 'string',
+        'connect_timeout' => 'int',
+        'deadline' => 'number',
+        'backoff_base' => 'number',
+        'backoff_cap' => 'number',
+        'target_session_attrs' => 'string',
+        'read_only_target_session_attrs' => 'string',
+    ];
+
+    /** @var array<string, int|float|string>|null */
+    private static ?array $defaults = null;
 
     private const KEYS = [
         'hosts', 'dbname', 'user', 'password', 'password_file', 'password_env', 'sslmode',
@@ -67,6 +85,54 @@ final class Config
         public readonly float $backoffCap,
         public readonly ?string $applicationName,
     ) {
+    }
+
+    /**
+     * The clients' defaults from {@see Config::DEFAULTS_FILE}, checked once (every key, no
+     * other; "$comment" is ignored). Numbers of seconds are floats.
+     *
+     * @return array{port: int, sslmode: string, connect_timeout: int, deadline: float, backoff_base: float, backoff_cap: float, target_session_attrs: string, read_only_target_session_attrs: string}
+     *
+     * @throws \LogicException if the file is missing or malformed (a broken package)
+     */
+    public static function defaults(): array
+    {
+        if (self::$defaults === null) {
+            $path = self::DEFAULTS_FILE;
+            $json = is_file($path) ? file_get_contents($path) : false;
+            if ($json === false) {
+                throw new \LogicException('cannot read the client defaults ' . $path);
+            }
+            $data = json_decode($json, true, 8, JSON_THROW_ON_ERROR);
+            if (!is_array($data)) {
+                throw new \LogicException($path . ': must be a JSON object');
+            }
+            unset($data['$comment']);
+            $problems = [];
+            foreach (self::DEFAULT_TYPES as $key => $type) {
+                $v = $data[$key] ?? null;
+                $ok = match ($type) {
+                    'int' => is_int($v),
+                    'string' => is_string($v),
+                    'number' => is_int($v) || is_float($v),
+                };
+                if (!$ok) {
+                    $problems[] = "$key: must be $type, got " . self::show($v);
+                } elseif ($type === 'number') {
+                    $data[$key] = (float) $v;
+                }
+            }
+            foreach (array_keys(array_diff_key($data, self::DEFAULT_TYPES)) as $key) {
+                $problems[] = "$key: unknown key";
+            }
+            if ($problems !== []) {
+                throw new \LogicException($path . ': ' . implode('; ', $problems));
+            }
+            self::$defaults = $data;
+        }
+
+        /** @var array{port: int, sslmode: string, connect_timeout: int, deadline: float, backoff_base: float, backoff_cap: float, target_session_attrs: string, read_only_target_session_attrs: string} */
+        return self::$defaults;
     }
 
     /**
@@ -133,6 +199,7 @@ final class Config
      */
     public static function fromArray(#[\SensitiveParameter] array $data, ?string $baseDir = null, ?string $source = null): self
     {
+        $defaults = self::defaults();
         $problems = [];
         $add = static function (string $key, string $message) use (&$problems): void {
             $problems[] = ['key' => $key, 'message' => $message];
@@ -175,7 +242,7 @@ final class Config
                 } else {
                     $hostOk = true;
                 }
-                $port = $entry['port'] ?? self::DEFAULT_PORT;
+                $port = $entry['port'] ?? $defaults['port'];
                 $portOk = false;
                 if (!is_int($port) || $port < 1 || $port > 65535) {
                     $add("$prefix.port", 'must be an integer between 1 and 65535, got ' . self::show($port));
@@ -238,10 +305,10 @@ final class Config
         }
 
         // sslmode, sslrootcert
-        $sslmode = $data['sslmode'] ?? self::DEFAULT_SSLMODE;
+        $sslmode = $data['sslmode'] ?? $defaults['sslmode'];
         if (!is_string($sslmode) || !in_array($sslmode, self::SSLMODES, true)) {
             $add('sslmode', 'must be one of ' . implode(', ', self::SSLMODES) . ', got ' . self::show($sslmode));
-            $sslmode = self::DEFAULT_SSLMODE;
+            $sslmode = $defaults['sslmode'];
         }
         $sslrootcert = null;
         if (array_key_exists('sslrootcert', $data)) {
@@ -265,14 +332,14 @@ final class Config
         }
 
         // timings
-        $connectTimeout = $data['connect_timeout'] ?? self::DEFAULT_CONNECT_TIMEOUT;
+        $connectTimeout = $data['connect_timeout'] ?? $defaults['connect_timeout'];
         if (!is_int($connectTimeout) || $connectTimeout < 1 || $connectTimeout > 3600) {
             $add('connect_timeout', 'must be an integer number of seconds between 1 and 3600, got ' . self::show($connectTimeout));
-            $connectTimeout = self::DEFAULT_CONNECT_TIMEOUT;
+            $connectTimeout = $defaults['connect_timeout'];
         }
-        $deadline = self::positiveSeconds($data, 'deadline', self::DEFAULT_DEADLINE, $add);
-        $base = self::positiveSeconds($data, 'backoff_base', self::DEFAULT_BACKOFF_BASE, $add);
-        $cap = self::positiveSeconds($data, 'backoff_cap', self::DEFAULT_BACKOFF_CAP, $add);
+        $deadline = self::positiveSeconds($data, 'deadline', $defaults['deadline'], $add);
+        $base = self::positiveSeconds($data, 'backoff_base', $defaults['backoff_base'], $add);
+        $cap = self::positiveSeconds($data, 'backoff_cap', $defaults['backoff_cap'], $add);
         if ($base !== null && $cap !== null && $cap < $base) {
             $add('backoff_cap', sprintf('must be >= backoff_base (%s), got %s', self::show($base), self::show($cap)));
         }

@@ -22,9 +22,6 @@ namespace Pgha\Failover;
  */
 final class DsnBuilder
 {
-    public const READ_WRITE = 'read-write';
-    public const PREFER_STANDBY = 'prefer-standby';
-
     /** Characters that never need quoting in a libpq conninfo value. */
     private const PLAIN = '/\A[A-Za-z0-9._\/:,@+~-]+\z/';
 
@@ -50,7 +47,7 @@ final class DsnBuilder
             'host' => implode(',', $hosts),
             'port' => implode(',', $ports),
             'dbname' => $config->dbname,
-            'target_session_attrs' => $readOnly ? self::PREFER_STANDBY : self::READ_WRITE,
+            'target_session_attrs' => Config::defaults()[$readOnly ? 'read_only_target_session_attrs' : 'target_session_attrs'],
             'connect_timeout' => (string) $config->connectTimeout,
             'sslmode' => $config->sslmode,
         ];

@@ -64,24 +64,35 @@ final class ConfigTest extends TestCase
         self::fail('expected InvalidConfig for ' . json_encode($data));
     }
 
+    public function testDefaultsAreTheSharedFile(): void
+    {
+        $file = json_decode((string) file_get_contents(__DIR__ . '/../defaults.json'), true, 8, JSON_THROW_ON_ERROR);
+        unset($file['$comment']);
+
+        self::assertSame(realpath(__DIR__ . '/../defaults.json'), realpath(Config::DEFAULTS_FILE));
+        self::assertEquals($file, Config::defaults());
+        self::assertIsFloat(Config::defaults()['deadline']);
+    }
+
     public function testDefaults(): void
     {
         $c = Config::fromArray(self::minimal());
+        $d = Config::defaults();
 
         self::assertCount(2, $c->hosts);
         self::assertSame('pg1.example.net', $c->hosts[0]->host);
-        self::assertSame(5432, $c->hosts[0]->port);
+        self::assertSame($d['port'], $c->hosts[0]->port);
         self::assertSame('10.0.0.2', $c->hosts[1]->host);
         self::assertSame(5433, $c->hosts[1]->port);
         self::assertSame('app', $c->dbname);
         self::assertSame('app_rw', $c->user);
         self::assertNull($c->password());
-        self::assertSame('verify-full', $c->sslmode);
+        self::assertSame($d['sslmode'], $c->sslmode);
         self::assertNull($c->sslrootcert);
-        self::assertSame(2, $c->connectTimeout);
-        self::assertSame(15.0, $c->deadline);
-        self::assertSame(0.05, $c->backoffBase);
-        self::assertSame(1.0, $c->backoffCap);
+        self::assertSame($d['connect_timeout'], $c->connectTimeout);
+        self::assertSame($d['deadline'], $c->deadline);
+        self::assertSame($d['backoff_base'], $c->backoffBase);
+        self::assertSame($d['backoff_cap'], $c->backoffCap);
         self::assertNull($c->applicationName);
     }
 
