@@ -17,7 +17,7 @@ import pytest
 from lab import cluster as c
 from lab.topology import Topology, load_topology, scratch_dir
 from pgha.secrets import OvhApiCredentials
-from tests.unit import test_dns_callback as ovh
+from tests.support import ovh_double as ovh
 
 from .conftest import FAILED, wait_for
 
