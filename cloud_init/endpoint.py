@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from pgha.plan import AddressPlan
 from pgha.settings import Settings
 from pgha.target import Target
 
 from .common import tpl
+
+#: The failover clients' defaults (connect timeout, sslmode, target_session_attrs), declared
+#: once for the PHP and Python clients; the stack's DSN output uses the same values.
+CLIENT_DEFAULTS: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "clients" / "php" / "defaults.json").read_text())
 
 
 def render_haproxy(settings: Settings, target: Target) -> str:
@@ -27,8 +35,9 @@ def libpq_dsn(settings: Settings, plan: AddressPlan, read_only: bool = False, ss
     pg = settings.patroni
     hosts = ",".join(plan.addresses("patroni"))
     ports = ",".join(str(pg.port) for _ in plan.patroni)
-    attrs = "prefer-standby" if read_only else "read-write"
+    d = CLIENT_DEFAULTS
+    attrs = d["read_only_target_session_attrs"] if read_only else d["target_session_attrs"]
     return (
         f"host={hosts} port={ports} dbname={pg.app_database} user={pg.app_user} "
-        f"target_session_attrs={attrs} sslmode=verify-full sslrootcert={sslrootcert} connect_timeout=2"
+        f"target_session_attrs={attrs} sslmode={d['sslmode']} sslrootcert={sslrootcert} connect_timeout={d['connect_timeout']}"
     )
