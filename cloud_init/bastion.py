@@ -11,6 +11,7 @@ def render_bastion(settings: Settings) -> str:
     doc = {
         "hostname": hostname(settings, "bastion"),
         "preserve_hostname": False,
+        "manage_etc_hosts": True,
         "ssh_authorized_keys": list(settings.access.ssh_public_keys),
         "ssh_pwauth": False,
         "disable_root": True,

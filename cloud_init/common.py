@@ -137,6 +137,7 @@ def cloud_config(
     doc: dict[str, Any] = {
         "hostname": hostname(settings, node.name),
         "preserve_hostname": False,
+        "manage_etc_hosts": True,  # the hostname resolves (sudo, PostgreSQL tools)
         "ssh_authorized_keys": list(settings.access.ssh_public_keys),
         "ssh_pwauth": False,
         "disable_root": True,

@@ -65,7 +65,10 @@ def render_etcd_node(settings: Settings, target: Target, node: Node, secrets: Et
         ["systemctl", "disable", "--now", "etcd.service"],
         ["install", "-d", "-o", layout.etcd_os_user, "-g", layout.etcd_os_user, "-m", "0700", layout.etcd_data_dir],
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", "pgha-etcd.service"],
+        # --no-block: a new member's first start lasts until a quorum of peers is up;
+        # cloud-init must not wait for it (the validation does, with its own timeout).
+        ["systemctl", "enable", "pgha-etcd.service"],
+        ["systemctl", "start", "--no-block", "pgha-etcd.service"],
     ]
     if settings.access.host_firewall:
         runcmd.insert(0, ["systemctl", "enable", "--now", "nftables.service"])

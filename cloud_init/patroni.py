@@ -210,13 +210,17 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     if settings.access.host_firewall:
         runcmd.append(["systemctl", "enable", "--now", "nftables.service"])
     if layout.watchdog and pg.watchdog != "off":
-        runcmd += [["modprobe", "softdog"], ["udevadm", "trigger", "--subsystem-match=watchdog"]]
+        # /dev/watchdog is in the "misc" subsystem, /dev/watchdog0 in "watchdog": re-apply the
+        # rule to both by name, whether the device appeared before the rule was written or not.
+        runcmd += [["modprobe", "softdog"], ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"], ["udevadm", "settle"]]
     runcmd += [
         ["python3", "-m", "venv", layout.patroni_venv],
         [f"{layout.patroni_venv}/bin/pip", "install", "--no-cache-dir", "-r", f"{layout.etc_dir}/patroni-requirements.txt"],
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
         ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "--now", "pgha-patroni.service"],
+        # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
+        ["systemctl", "enable", "pgha-patroni.service"],
+        ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]
     extra = {
         # The data volume: formatted once (never overwritten), mounted before PostgreSQL installs.

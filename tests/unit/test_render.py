@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_patroni_waits_for_etcd_and_watchdog_on_vms(stack: str) -> None:
     doc = cloud_config(pg)
     assert doc["mounts"][0][1] == "/var/lib/postgresql"
     assert doc["fs_setup"][0]["overwrite"] is False
-    assert ["systemctl", "enable", "--now", "pgha-patroni.service"] in doc["runcmd"]
+    assert doc["runcmd"][-2:] == [["systemctl", "enable", "pgha-patroni.service"], ["systemctl", "start", "--no-block", "pgha-patroni.service"]]
 
 
 def test_patroni_pinned_same_as_lab() -> None:
@@ -240,3 +241,39 @@ def test_node_scripts_are_installed_verbatim() -> None:
                 continue
             assert n.file(f"/{name}").content == (NODE_SCRIPTS / source).read_text()
     assert not list(TEMPLATES.rglob("*.py.j2")), "a node program must live in cloud_init/node_scripts/"
+
+
+def test_watchdog_rule_covers_both_device_nodes() -> None:
+    """/dev/watchdog (misc subsystem) and /dev/watchdog0 (watchdog subsystem) both go to
+    Patroni's user, and the rule is re-applied by name after softdog loads (found booting
+    Debian 12: a subsystem-filtered trigger never reached /dev/watchdog)."""
+    _, rendered = nodes("prod")
+    pg = next(n for n in rendered if n.role == "patroni")
+    rule = pg.file("/61-pgha-watchdog.rules").content.splitlines()[-1]
+    pattern = re.search(r'KERNEL=="([^"]+)"', rule)
+    assert pattern and "SUBSYSTEM" not in rule
+    for dev in ("watchdog", "watchdog0"):
+        assert fnmatch.fnmatchcase(dev, pattern.group(1)), dev
+    runcmd = cloud_config(pg)["runcmd"]
+    triggers = [c for c in runcmd if c[:2] == ["udevadm", "trigger"]]
+    assert triggers and all(not any(a.startswith("--subsystem-match") for a in c) for c in triggers)
+    assert runcmd.index(["modprobe", "softdog"]) < runcmd.index(triggers[0])
+
+
+def test_cloud_init_never_waits_for_peers() -> None:
+    """etcd's first start lasts until quorum and Patroni's until etcd answers: cloud-init
+    starts them without blocking (found booting Debian 12: runcmd hung on etcd)."""
+    for stack in STACKS:
+        _, rendered = nodes(stack)
+        for n in rendered:
+            for c in cloud_config(n)["runcmd"]:
+                if c[0] == "systemctl" and any(u.startswith("pgha-") for u in c):
+                    assert "--now" not in c and (c[1] != "start" or "--no-block" in c), (n.name, c)
+        etcd_unit = next(n for n in rendered if n.role == "etcd").file("pgha-etcd.service").content
+        assert "TimeoutStartSec=infinity" in etcd_unit
+
+
+def test_hostname_resolves_on_every_node() -> None:
+    s, rendered = nodes("dev")
+    for doc in [cloud_config(n) for n in rendered] + [yaml.safe_load(render_bastion(s))]:
+        assert doc["manage_etc_hosts"] is True
