@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup lab test test-unit test-tools test-components test-lab test-php golden render readme-config lint down bench drill bench-failover
+.PHONY: help setup lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,6 +19,24 @@ down: ## stop the lab (every process it started)
 test: setup ## run every test: unit, tools, Pulumi mocks, PHP, lab (real daemons)
 	$(PY) -m pytest tests
 	phpunit -c clients/php/phpunit.xml
+
+check: lint format-check types test-fast ## what CI and pre-commit run: lint, format check, mypy strict, unit + components + tools tests
+
+lint: ## ruff check (rules and exclusions: pyproject.toml)
+	$(PY) -m ruff check .
+
+format-check: ## ruff format --check: fails on any file the formatter would change
+	$(PY) -m ruff format --check .
+
+types: ## mypy strict (files and per-module exceptions: pyproject.toml)
+	$(PY) -m mypy
+
+fix: ## ruff check --fix, then ruff format (review the diff)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test-fast: ## unit, components and tools tests (no daemons; tools come from scripts/setup.sh)
+	$(PY) -m pytest -m "unit or components or tools" tests
 
 test-unit: ## unit tests only (milliseconds, no processes)
 	$(PY) -m pytest -m unit tests
@@ -44,10 +62,6 @@ golden: ## update tests/golden after a deliberate template change (review the di
 
 readme-config: ## regenerate the README configuration table from the schema
 	$(PY) scripts/readme_config.py
-
-lint: ## ruff + mypy
-	$(PY) -m ruff check cloud_init components lab tests bench scripts examples clients/python __main__.py
-	$(PY) -m mypy
 
 bench: ## lab bring-up benchmark
 	$(PY) bench/lab_bringup.py --runs 3

@@ -25,11 +25,18 @@ access = Access("access", AccessArgs(settings=s, network_id=network.network_id, 
 pki = Pki("pki", PkiArgs(settings=s))
 sg = access.security_group_ids
 etcd_place = Placement(
-    network.network_id, network.subnet_id, security_group_id=sg["etcd"], key_pair=access.key_pair_name, depends_on=network.egress, roll=cfg.roll
+    network.network_id,
+    network.subnet_id,
+    security_group_id=sg["etcd"],
+    key_pair=access.key_pair_name,
+    depends_on=network.egress,
+    roll=cfg.roll,
 )
 pg_place = replace(etcd_place, security_group_id=sg["patroni"])
 etcd = EtcdCluster("etcd", EtcdClusterArgs(s, etcd_place, pki.ca_cert, pki.etcd))
-patroni = PatroniCluster("patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api))
+patroni = PatroniCluster(
+    "patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api)
+)
 endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
 Validation("validation", ValidationArgs(s, access.private_key, access.bastion_ip, etcd.instances, patroni.instances))
 
@@ -44,7 +51,11 @@ pulumi.export("ca_certificate", pki.ca_cert)
 pulumi.export("app_user", s.patroni.app_user)
 pulumi.export("app_password", patroni.app_password)
 pulumi.export("haproxy_config", render_haproxy(s, Target.vm(s)))
-for key, value in {"dns_name": endpoint.dns_name, "lb_address": endpoint.lb_address, "bastion_ip": access.bastion_ip}.items():
+for key, value in {
+    "dns_name": endpoint.dns_name,
+    "lb_address": endpoint.lb_address,
+    "bastion_ip": access.bastion_ip,
+}.items():
     if value is not None:  # only when enabled
         pulumi.export(key, value)
 if s.endpoint.dns.primary_record:  # kept on the primary by the nodes' Patroni callback

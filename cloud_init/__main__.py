@@ -12,7 +12,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_ovh_api_credentials, fake_passwords
+from pgha.secrets import (
+    FAKE_CA,
+    EtcdNodeSecrets,
+    PatroniNodeSecrets,
+    fake_keypair,
+    fake_ovh_api_credentials,
+    fake_passwords,
+)
 from pgha.settings import ROOT, Settings, SettingsError, load_stack_file
 from pgha.target import Target
 
@@ -53,7 +60,9 @@ def write_tree(files: dict[str, str], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cloud_init", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m cloud_init", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("render", help="render every node's user-data and files for a stack")
     r.add_argument("--stack", default="dev")

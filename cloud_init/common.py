@@ -113,7 +113,11 @@ def hostname(settings: Settings, name: str) -> str:
 
 def firewall_file(settings: Settings, plan: AddressPlan, role: str) -> NodeFile:
     """/etc/nftables.conf: default drop on input, then the role's part of the allow-list."""
-    rules = [{"comment": a.why, "port": a.port, "sources": ", ".join(a.sources)} for a in allow_list(settings, plan) if a.role == role]
+    rules = [
+        {"comment": a.why, "port": a.port, "sources": ", ".join(a.sources)}
+        for a in allow_list(settings, plan)
+        if a.role == role
+    ]
     return NodeFile("/etc/nftables.conf", tpl("common/nftables.conf.j2", rules=rules), mode="0755")
 
 
@@ -150,7 +154,9 @@ def cloud_config(
     return "#cloud-config\n" + dump_yaml(doc)
 
 
-def check_config(settings: Settings, plan: AddressPlan, layout: Layout, node: Node, tls: dict[str, str]) -> dict[str, Any]:
+def check_config(
+    settings: Settings, plan: AddressPlan, layout: Layout, node: Node, tls: dict[str, str]
+) -> dict[str, Any]:
     """check.json: what the validation scripts expect, for both roles."""
     cfg: dict[str, Any] = {
         "node": node.name,

@@ -23,8 +23,20 @@ def render_haproxy(settings: Settings, target: Target) -> str:
     pg, ep = settings.patroni, settings.endpoint
     bind = target.haproxy_bind
     listeners = [
-        {"name": "pgha_primary", "bind": f"{bind}:{ep.haproxy_primary_port}", "check_uri": "/primary", "round_robin": False, "redispatch": True},
-        {"name": "pgha_replicas", "bind": f"{bind}:{ep.haproxy_replica_port}", "check_uri": "/replica", "round_robin": True, "redispatch": False},
+        {
+            "name": "pgha_primary",
+            "bind": f"{bind}:{ep.haproxy_primary_port}",
+            "check_uri": "/primary",
+            "round_robin": False,
+            "redispatch": True,
+        },
+        {
+            "name": "pgha_replicas",
+            "bind": f"{bind}:{ep.haproxy_replica_port}",
+            "check_uri": "/replica",
+            "round_robin": True,
+            "redispatch": False,
+        },
     ]
     servers = [f"{n.name} {n.address}:{pg.port} check port {pg.rest_port}" for n in target.plan.patroni]
     return tpl("haproxy/haproxy.cfg.j2", listeners=listeners, servers=servers, ca_file=target.haproxy_ca_file)

@@ -9,10 +9,22 @@ from pgha.secrets import EtcdNodeSecrets
 from pgha.settings import Settings
 from pgha.target import Target
 
-from .common import NodeFile, RenderedNode, check_config, cloud_config, dump_yaml, firewall_file, hostname, node_script, tpl
+from .common import (
+    NodeFile,
+    RenderedNode,
+    check_config,
+    cloud_config,
+    dump_yaml,
+    firewall_file,
+    hostname,
+    node_script,
+    tpl,
+)
 
 
-def render_etcd_node(settings: Settings, target: Target, node: Node, secrets: EtcdNodeSecrets, cluster_state: str = "new") -> RenderedNode:
+def render_etcd_node(
+    settings: Settings, target: Target, node: Node, secrets: EtcdNodeSecrets, cluster_state: str = "new"
+) -> RenderedNode:
     """``cluster_state="existing"`` for a member that replaces one removed from a running
     cluster (``etcdctl member add`` first); ``"new"`` when the cluster is created."""
     if cluster_state not in ("new", "existing"):
@@ -48,7 +60,9 @@ def render_etcd_node(settings: Settings, target: Target, node: Node, secrets: Et
     }
     check = check_config(settings, plan, layout, node, {"ca": ca, "cert": crt, "key": key})
     files = [
-        NodeFile(f"{layout.etc_dir}/etcd.yml", "# etcd member config, rendered by cloud_init/etcd.py\n" + dump_yaml(config)),
+        NodeFile(
+            f"{layout.etc_dir}/etcd.yml", "# etcd member config, rendered by cloud_init/etcd.py\n" + dump_yaml(config)
+        ),
         NodeFile(ca, secrets.ca_cert),
         NodeFile(crt, secrets.node.cert),
         NodeFile(key, secrets.node.key, mode="0600", owner=owner, secret=True),
@@ -56,7 +70,12 @@ def render_etcd_node(settings: Settings, target: Target, node: Node, secrets: Et
         node_script(layout, "pgha-check-etcd", "check_etcd.py"),
         NodeFile(
             "/etc/systemd/system/pgha-etcd.service",
-            tpl("etcd/pgha-etcd.service.j2", user=layout.etcd_os_user, config=f"{layout.etc_dir}/etcd.yml", data_dir=layout.etcd_data_dir),
+            tpl(
+                "etcd/pgha-etcd.service.j2",
+                user=layout.etcd_os_user,
+                config=f"{layout.etc_dir}/etcd.yml",
+                data_dir=layout.etcd_data_dir,
+            ),
         ),
     ]
     if settings.access.host_firewall:

@@ -102,7 +102,13 @@ def patroni_config(settings: Settings, target: Target, node: Node, secrets: Patr
         },
         "bootstrap": {
             "dcs": dcs,
-            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums", {"auth-local": "peer"}, {"auth-host": "scram-sha-256"}],
+            "initdb": [
+                {"encoding": "UTF8"},
+                {"locale": "C.UTF-8"},
+                "data-checksums",
+                {"auth-local": "peer"},
+                {"auth-host": "scram-sha-256"},
+            ],
             "post_bootstrap": f"{layout.bin_dir}/pgha-post-bootstrap {layout.etc_dir}/bootstrap.sql",
         },
         "postgresql": {
@@ -145,7 +151,13 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     tls = f"{layout.etc_dir}/tls"
     owner = f"{layout.pg_os_user}:{layout.pg_os_user}"
     config = patroni_config(settings, target, node, secrets)
-    check = check_config(settings, plan, layout, node, {"ca": f"{tls}/ca.crt", "cert": f"{tls}/etcd-client.crt", "key": f"{tls}/etcd-client.key"})
+    check = check_config(
+        settings,
+        plan,
+        layout,
+        node,
+        {"ca": f"{tls}/ca.crt", "cert": f"{tls}/etcd-client.crt", "key": f"{tls}/etcd-client.key"},
+    )
     bootstrap_sql = tpl(
         "patroni/bootstrap.sql.j2",
         app_user=pg.app_user,
@@ -192,12 +204,26 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     ]
     if settings.endpoint.dns.primary_record:
         if secrets.dns_api is None:
-            raise ValueError(f"{name}: endpoint.dns.primary_record is on but no OVH API credentials were given (PatroniNodeSecrets.dns_api)")
+            raise ValueError(
+                f"{name}: endpoint.dns.primary_record is on but no OVH API credentials were given (PatroniNodeSecrets.dns_api)"
+            )
         callback = dns_callback.callback_config(settings, node, secrets.dns_api, layout)
-        files.append(NodeFile(dns_callback.config_path(layout), json.dumps(callback, indent=2, sort_keys=True) + "\n", mode="0600", owner=owner, secret=True))
+        files.append(
+            NodeFile(
+                dns_callback.config_path(layout),
+                json.dumps(callback, indent=2, sort_keys=True) + "\n",
+                mode="0600",
+                owner=owner,
+                secret=True,
+            )
+        )
         files.append(node_script(layout, "pgha-dns-callback", "dns_callback.py"))
     if layout.watchdog and pg.watchdog != "off":
-        files.append(NodeFile("/etc/modules-load.d/softdog.conf", "# Patroni watchdog, rendered by cloud_init/render.py\nsoftdog\n"))
+        files.append(
+            NodeFile(
+                "/etc/modules-load.d/softdog.conf", "# Patroni watchdog, rendered by cloud_init/render.py\nsoftdog\n"
+            )
+        )
         files.append(
             NodeFile(
                 "/etc/udev/rules.d/61-pgha-watchdog.rules",
@@ -215,7 +241,13 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         runcmd += [["modprobe", "softdog"], ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"], ["udevadm", "settle"]]
     runcmd += [
         ["python3", "-m", "venv", layout.patroni_venv],
-        [f"{layout.patroni_venv}/bin/pip", "install", "--no-cache-dir", "-r", f"{layout.etc_dir}/patroni-requirements.txt"],
+        [
+            f"{layout.patroni_venv}/bin/pip",
+            "install",
+            "--no-cache-dir",
+            "-r",
+            f"{layout.etc_dir}/patroni-requirements.txt",
+        ],
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
@@ -224,8 +256,25 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     ]
     extra = {
         # The data volume: formatted once (never overwritten), mounted before PostgreSQL installs.
-        "fs_setup": [{"label": "pgdata", "filesystem": "ext4", "device": layout.data_device, "partition": "none", "overwrite": False}],
-        "mounts": [["LABEL=pgdata", layout.data_mount, "ext4", "defaults,noatime,nofail,x-systemd.device-timeout=120", "0", "2"]],
+        "fs_setup": [
+            {
+                "label": "pgdata",
+                "filesystem": "ext4",
+                "device": layout.data_device,
+                "partition": "none",
+                "overwrite": False,
+            }
+        ],
+        "mounts": [
+            [
+                "LABEL=pgdata",
+                layout.data_mount,
+                "ext4",
+                "defaults,noatime,nofail,x-systemd.device-timeout=120",
+                "0",
+                "2",
+            ]
+        ],
     }
     user_data = cloud_config(
         settings,

@@ -48,7 +48,11 @@ class IngressRule:
 
 def ingress_rules(settings: Settings) -> list[IngressRule]:
     """Every inbound rule, per role: the allow-list the host firewalls carry (:func:`pgha.firewall.allow_list`)."""
-    return [IngressRule(a.role, a.port, as_cidr(src), a.why) for a in allow_list(settings, settings.plan) for src in a.sources]
+    return [
+        IngressRule(a.role, a.port, as_cidr(src), a.why)
+        for a in allow_list(settings, settings.plan)
+        for src in a.sources
+    ]
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,13 @@ class Access(pulumi.ComponentResource):
 
         key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         self.private_key = pulumi.Output.secret(key.private_key_openssh)
-        self.keypair = openstack.compute.Keypair(f"{name}-keypair", name=f"pgha-{s.stack}-deploy", public_key=key.public_key_openssh, region=region, opts=child)
+        self.keypair = openstack.compute.Keypair(
+            f"{name}-keypair",
+            name=f"pgha-{s.stack}-deploy",
+            public_key=key.public_key_openssh,
+            region=region,
+            opts=child,
+        )
         self.key_pair_name = self.keypair.name
 
         rules = ingress_rules(s)
@@ -120,7 +130,9 @@ class Access(pulumi.ComponentResource):
                 f"{name}-bastion-port",
                 name=hostname(s, "bastion"),
                 network_id=args.network_id,
-                fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion.address)],
+                fixed_ips=[
+                    openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion.address)
+                ],
                 security_group_ids=[sg.id],
                 region=region,
                 opts=child,
@@ -144,7 +156,10 @@ class Access(pulumi.ComponentResource):
             )
             self.bastion_ip = self.bastion.access_ip_v4
 
-        outputs: dict[str, object] = {"key_pair_name": self.key_pair_name, "security_group_ids": self.security_group_ids}
+        outputs: dict[str, object] = {
+            "key_pair_name": self.key_pair_name,
+            "security_group_ids": self.security_group_ids,
+        }
         if self.bastion_ip is not None:
             outputs["bastion_ip"] = self.bastion_ip
         self.register_outputs(outputs)

@@ -64,7 +64,12 @@ def dns_api_keys(settings: Settings, problems: list[tuple[str, str]]) -> DnsApiK
     for key in ("applicationKey", "applicationSecret", "consumerKey"):
         value = cfg.get_secret(key)
         if value is None:
-            problems.append((f"{DNS_API}:{key}", "required when endpoint.dns.primary_record is true (pulumi config set --secret ...)"))
+            problems.append(
+                (
+                    f"{DNS_API}:{key}",
+                    "required when endpoint.dns.primary_record is true (pulumi config set --secret ...)",
+                )
+            )
         else:
             values[key] = value
     if len(values) < 3:
@@ -109,9 +114,16 @@ def raw_sections() -> dict[str, Any]:
 def cloud_project(problems: list[tuple[str, str]]) -> str:
     value = os.environ.get(CLOUD_PROJECT_ENV, "").strip()
     if not value:
-        problems.append((CLOUD_PROJECT_ENV, "environment variable is not set: export the OVH Public Cloud project id (32 hex digits)"))
+        problems.append(
+            (
+                CLOUD_PROJECT_ENV,
+                "environment variable is not set: export the OVH Public Cloud project id (32 hex digits)",
+            )
+        )
     elif not CLOUD_PROJECT_RE.match(value):
-        problems.append((CLOUD_PROJECT_ENV, f"must be an OVH Public Cloud project id (32 lowercase hex digits), got {value!r}"))
+        problems.append(
+            (CLOUD_PROJECT_ENV, f"must be an OVH Public Cloud project id (32 lowercase hex digits), got {value!r}")
+        )
     return value
 
 

@@ -56,7 +56,9 @@ class Endpoint(pulumi.ComponentResource):
         self.load_balancer: openstack.loadbalancer.LoadBalancer | None = None
         self.lb_address = None
         if lb.enabled:
-            flavor = openstack.loadbalancer.get_flavor_v2_output(name=lb.flavor, region=region, opts=pulumi.InvokeOptions(parent=self))
+            flavor = openstack.loadbalancer.get_flavor_v2_output(
+                name=lb.flavor, region=region, opts=pulumi.InvokeOptions(parent=self)
+            )
             self.load_balancer = openstack.loadbalancer.LoadBalancer(
                 f"{name}-lb",
                 name=f"pgha-{s.stack}",
@@ -76,10 +78,20 @@ class Endpoint(pulumi.ComponentResource):
         self.dns_name = None
         if dns.enabled:
             self.dns_name = f"{dns.name}.{dns.zone}"
-            targets: list[pulumi.Input[str]] = [self.lb_address] if self.lb_address is not None else [*s.plan.addresses("patroni")]
+            targets: list[pulumi.Input[str]] = (
+                [self.lb_address] if self.lb_address is not None else [*s.plan.addresses("patroni")]
+            )
             names = ["lb"] if self.lb_address is not None else [n.name for n in s.plan.patroni]
             self.records = [
-                ovh.domain.ZoneRecord(f"{name}-dns-{n}", zone=dns.zone, subdomain=dns.name, fieldtype="A", ttl=dns.ttl, target=t, opts=child)
+                ovh.domain.ZoneRecord(
+                    f"{name}-dns-{n}",
+                    zone=dns.zone,
+                    subdomain=dns.name,
+                    fieldtype="A",
+                    ttl=dns.ttl,
+                    target=t,
+                    opts=child,
+                )
                 for n, t in zip(names, targets, strict=True)
             ]
 

@@ -71,7 +71,9 @@ class EtcdCluster(pulumi.ComponentResource):
                 pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(
                     # A rolled member is a new VM with an empty data dir that joins the running
                     # cluster (after `etcdctl member add`, see README "Day 2").
-                    functools.partial(_user_data, s, plan.etcd[i], "existing" if member in args.placement.roll else "new")
+                    functools.partial(
+                        _user_data, s, plan.etcd[i], "existing" if member in args.placement.roll else "new"
+                    )
                 )
             )
             self.user_data.append(user_data)
@@ -91,7 +93,9 @@ class EtcdCluster(pulumi.ComponentResource):
                 )
             )
 
-        self.register_outputs({"names": self.names, "addresses": self.addresses, "instance_ids": [i.id for i in self.instances]})
+        self.register_outputs(
+            {"names": self.names, "addresses": self.addresses, "instance_ids": [i.id for i in self.instances]}
+        )
 
 
 def _user_data(settings: Settings, node: Node, cluster_state: str, values: dict[str, str]) -> str:

@@ -76,7 +76,9 @@ class PrivateNetwork(pulumi.ComponentResource):
             name=f"pgha-{stack}",
             cidr=plan.cidr,
             dhcp=True,
-            allocation_pools=[ovh.cloudproject.NetworkPrivateSubnetV2AllocationPoolArgs(start=plan.dhcp_start, end=plan.dhcp_end)],
+            allocation_pools=[
+                ovh.cloudproject.NetworkPrivateSubnetV2AllocationPoolArgs(start=plan.dhcp_start, end=plan.dhcp_end)
+            ],
             enable_gateway_ip=True,
             gateway_ip=plan.gateway_ip,
             opts=child,
@@ -98,4 +100,6 @@ class PrivateNetwork(pulumi.ComponentResource):
             )
             self.egress.append(self.gateway)
 
-        self.register_outputs({"network_id": self.network_id, "subnet_id": self.subnet_id, "vrack_network_id": self.vrack_network_id})
+        self.register_outputs(
+            {"network_id": self.network_id, "subnet_id": self.subnet_id, "vrack_network_id": self.vrack_network_id}
+        )

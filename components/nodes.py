@@ -54,10 +54,14 @@ def server_group(parent: pulumi.Resource, name: str, display_name: str, region: 
 
 def image_id(parent: pulumi.Resource, image: str, region: str) -> pulumi.Output[str]:
     """Id of the newest image with that name (only used at first boot: see FIRST_BOOT_ONLY)."""
-    return openstack.images.get_image_output(name=image, most_recent=True, region=region, opts=pulumi.InvokeOptions(parent=parent)).id
+    return openstack.images.get_image_output(
+        name=image, most_recent=True, region=region, opts=pulumi.InvokeOptions(parent=parent)
+    ).id
 
 
-def fixed_port(parent: pulumi.Resource, res: str, display_name: str, address: str, placement: Placement, region: str) -> openstack.networking.Port:
+def fixed_port(
+    parent: pulumi.Resource, res: str, display_name: str, address: str, placement: Placement, region: str
+) -> openstack.networking.Port:
     """A port with the plan's address, so every peer list is known before any VM exists."""
     return openstack.networking.Port(
         f"{res}-port",

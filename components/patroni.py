@@ -81,7 +81,9 @@ class PatroniCluster(pulumi.ComponentResource):
         self.addresses = plan.addresses("patroni")
 
         self.password_resources = {
-            role: random.RandomPassword(f"{name}-{role.replace('_', '-')}-password", length=PASSWORD_LENGTH, special=False, opts=child)
+            role: random.RandomPassword(
+                f"{name}-{role.replace('_', '-')}-password", length=PASSWORD_LENGTH, special=False, opts=child
+            )
             for role in PASSWORD_ROLES
         }
         self.passwords = {role: pulumi.Output.secret(p.result) for role, p in self.password_resources.items()}
@@ -117,7 +119,9 @@ class PatroniCluster(pulumi.ComponentResource):
                     etcd_key=args.etcd_client_certs[i].key,
                     **self.passwords,
                     **_dns_api_inputs(args.dns_api),
-                ).apply(functools.partial(_user_data, s, plan.patroni[i], args.dns_api.endpoint if args.dns_api else None))
+                ).apply(
+                    functools.partial(_user_data, s, plan.patroni[i], args.dns_api.endpoint if args.dns_api else None)
+                )
             )
             self.user_data.append(user_data)
             self.instances.append(
@@ -134,10 +138,18 @@ class PatroniCluster(pulumi.ComponentResource):
                     # up as the layout's data_device) and kept when the instance goes.
                     block_devices=[
                         openstack.compute.InstanceBlockDeviceArgs(
-                            source_type="image", uuid=image, destination_type="local", boot_index=0, delete_on_termination=True
+                            source_type="image",
+                            uuid=image,
+                            destination_type="local",
+                            boot_index=0,
+                            delete_on_termination=True,
                         ),
                         openstack.compute.InstanceBlockDeviceArgs(
-                            source_type="volume", uuid=volume.id, destination_type="volume", boot_index=-1, delete_on_termination=False
+                            source_type="volume",
+                            uuid=volume.id,
+                            destination_type="volume",
+                            boot_index=-1,
+                            delete_on_termination=False,
                         ),
                     ],
                     scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=group.id)],
@@ -160,14 +172,20 @@ class PatroniCluster(pulumi.ComponentResource):
 def _dns_api_inputs(keys: DnsApiKeys | None) -> dict[str, pulumi.Output[str]]:
     if keys is None:
         return {}
-    return {"dns_application_key": keys.application_key, "dns_application_secret": keys.application_secret, "dns_consumer_key": keys.consumer_key}
+    return {
+        "dns_application_key": keys.application_key,
+        "dns_application_secret": keys.application_secret,
+        "dns_consumer_key": keys.consumer_key,
+    }
 
 
 def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict[str, str]) -> str:
     """Runs inside Output.apply, once the node's certificates and the passwords are known."""
     dns_api = None
     if dns_endpoint is not None:
-        dns_api = OvhApiCredentials(v["dns_application_key"], v["dns_application_secret"], v["dns_consumer_key"], endpoint=dns_endpoint)
+        dns_api = OvhApiCredentials(
+            v["dns_application_key"], v["dns_application_secret"], v["dns_consumer_key"], endpoint=dns_endpoint
+        )
     secrets = PatroniNodeSecrets(
         ca_cert=v["ca"],
         server=KeyPair(cert=v["server_cert"], key=v["server_key"]),

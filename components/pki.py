@@ -75,8 +75,13 @@ class Pki(pulumi.ComponentResource):
         self.ca_cert = ca.cert_pem
 
         self.etcd = [self._issue(f"{name}-{n.name}", n.name, [n.address], SERVER_USES) for n in plan.etcd]
-        self.patroni_server = [self._issue(f"{name}-{n.name}-server", n.name, [n.address], SERVER_USES) for n in plan.patroni]
-        self.patroni_etcd_client = [self._issue(f"{name}-{n.name}-etcd-client", f"{n.name}-etcd-client", [n.address], CLIENT_USES) for n in plan.patroni]
+        self.patroni_server = [
+            self._issue(f"{name}-{n.name}-server", n.name, [n.address], SERVER_USES) for n in plan.patroni
+        ]
+        self.patroni_etcd_client = [
+            self._issue(f"{name}-{n.name}-etcd-client", f"{n.name}-etcd-client", [n.address], CLIENT_USES)
+            for n in plan.patroni
+        ]
         self.register_outputs({"ca_cert": self.ca_cert})
 
     def _issue(self, res: str, common_name: str, ips: list[str], uses: list[str]) -> TlsKeyPair:

@@ -59,7 +59,9 @@ def check_line(node: str, os_user: str, script: str, config: str, wait: int) -> 
 
 def etcd_script(settings: Settings, node: str) -> str:
     lay = vm_layout(settings.patroni.postgres_version)
-    check = check_line(node, lay.etcd_os_user, f"{lay.bin_dir}/pgha-check-etcd", f"{lay.etc_dir}/check.json", ETCD_WAIT_SECONDS)
+    check = check_line(
+        node, lay.etcd_os_user, f"{lay.bin_dir}/pgha-check-etcd", f"{lay.etc_dir}/check.json", ETCD_WAIT_SECONDS
+    )
     return "\n".join(["set -u", *wait_for_cloud_init(node), check, ""])
 
 
@@ -106,11 +108,15 @@ class Validation(pulumi.ComponentResource):
         etcd_ids = [i.id for i in args.etcd_instances]
         etcd_cmds = []
         for node, inst in zip(plan.etcd, args.etcd_instances, strict=True):
-            etcd_cmds.append(self._command(name, node.name, node.address, etcd_script(s, node.name), etcd_ids, [inst], args))
+            etcd_cmds.append(
+                self._command(name, node.name, node.address, etcd_script(s, node.name), etcd_ids, [inst], args)
+            )
 
         patroni_ids = [i.id for i in args.patroni_instances]
         for node, inst in zip(plan.patroni, args.patroni_instances, strict=True):
-            self._command(name, node.name, node.address, patroni_script(s, node.name), patroni_ids, [inst, *etcd_cmds], args)
+            self._command(
+                name, node.name, node.address, patroni_script(s, node.name), patroni_ids, [inst, *etcd_cmds], args
+            )
 
         self.reports = {node: cmd.stdout for node, cmd in self.commands.items()}
         self.register_outputs({"reports": self.reports})
@@ -146,7 +152,9 @@ class Validation(pulumi.ComponentResource):
             ),
             create=script,
             triggers=triggers,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, custom_timeouts=pulumi.CustomTimeouts(create="30m")),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=depends_on, custom_timeouts=pulumi.CustomTimeouts(create="30m")
+            ),
         )
         self.commands[node] = cmd
         return cmd

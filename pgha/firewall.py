@@ -39,7 +39,12 @@ def allow_list(settings: Settings, plan: AddressPlan) -> list[Allow]:
         Allow("etcd", e.peer_port, etcd, "etcd peers"),
         Allow("patroni", 22, ssh_from, "ssh from the bastion"),
         Allow("patroni", pg.port, (plan.cidr, *pg.app_cidrs), "PostgreSQL from the subnet and application networks"),
-        Allow("patroni", pg.rest_port, (plan.cidr,), "Patroni REST API from the subnet (peers, load balancer health checks)"),
+        Allow(
+            "patroni",
+            pg.rest_port,
+            (plan.cidr,),
+            "Patroni REST API from the subnet (peers, load balancer health checks)",
+        ),
     ]
     if acc.bastion.enabled:
         rules.append(Allow("bastion", 22, tuple(acc.admin_cidrs), "ssh from admin networks"))

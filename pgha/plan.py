@@ -93,7 +93,10 @@ def subnet_plan(
         end = start + count - 1
         if end > last_host:
             problems.append(
-                ("network.cidr", f"{subnet} is too small for the address plan: network.{key} needs host {end}, the subnet's last host is {last_host}")
+                (
+                    "network.cidr",
+                    f"{subnet} is too small for the address plan: network.{key} needs host {end}, the subnet's last host is {last_host}",
+                )
             )
             ok = False
     keys = list(spans)
@@ -101,7 +104,9 @@ def subnet_plan(
         for b in keys[i + 1 :]:
             (sa, ca), (sb, cb) = spans[a], spans[b]
             if sa <= sb + cb - 1 and sb <= sa + ca - 1:
-                problems.append((f"network.{a}", f"hosts {sa}-{sa + ca - 1} overlap network.{b} (hosts {sb}-{sb + cb - 1})"))
+                problems.append(
+                    (f"network.{a}", f"hosts {sa}-{sa + ca - 1} overlap network.{b} (hosts {sb}-{sb + cb - 1})")
+                )
                 ok = False
     if not ok:
         return None

@@ -42,7 +42,9 @@ class OvhApiCredentials:
     application_key: str
     application_secret: str
     consumer_key: str
-    endpoint: str = "https://eu.api.ovh.com/1.0"  #: API base URL (ovh-eu); ca.api.ovh.com, api.us.ovhcloud.com elsewhere
+    endpoint: str = (
+        "https://eu.api.ovh.com/1.0"  #: API base URL (ovh-eu); ca.api.ovh.com, api.us.ovhcloud.com elsewhere
+    )
 
 
 @dataclass(frozen=True)
@@ -91,5 +93,8 @@ def scram_sha256(role: str, password: str, iterations: int = 4096) -> str:
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"

@@ -52,7 +52,9 @@ MANAGED_PARAMETERS = frozenset(
     }
 )
 
-SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
+)
 REGION_RE = re.compile(r"^[A-Z]{2,5}[0-9]{0,2}$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -147,7 +149,9 @@ _IDENT = _regex(NAME_RE, "a PostgreSQL identifier: lowercase, digits, _")
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    region: str = setting("OVH/OpenStack region, e.g. GRA11", check=_regex(REGION_RE, "must look like an OVH region, e.g. GRA11"))
+    region: str = setting(
+        "OVH/OpenStack region, e.g. GRA11", check=_regex(REGION_RE, "must look like an OVH region, e.g. GRA11")
+    )
     cidr: str = setting("private IPv4 subnet of the vRack network, e.g. 10.42.0.0/24", check=_private_cidr)
     vlan_id: int = setting("vRack VLAN id (0-4000)", 0, min=0, max=4000)
     gateway: bool = setting("create an OVH Public Cloud gateway for egress (nodes have no public IP)", True)
@@ -180,13 +184,19 @@ class PatroniSettings:
     volume_size_gb: int = setting("size of each node's data volume", 50, min=10, max=4000)
     volume_type: str = setting("Cinder volume type", "high-speed", choices=("classic", "high-speed", "high-speed-gen2"))
     postgres_version: int = setting("PostgreSQL major version", 15, choices=SUPPORTED_POSTGRES)
-    scope: str = setting("Patroni cluster name (etcd key prefix)", "pgha", check=_regex(SCOPE_RE, "lowercase letters, digits and '-'"))
+    scope: str = setting(
+        "Patroni cluster name (etcd key prefix)", "pgha", check=_regex(SCOPE_RE, "lowercase letters, digits and '-'")
+    )
     port: int = setting("PostgreSQL port", 5432, min=1, max=65535)
     rest_port: int = setting("Patroni REST API port", 8008, min=1, max=65535)
     parameters: dict[str, Any] = setting("extra postgresql.conf parameters (scalars; pgha-managed ones refused)", {})
     synchronous_mode: bool = setting("synchronous replication (Patroni synchronous_mode)", False)
     synchronous_mode_strict: bool = setting("refuse writes when no synchronous standby is available", False)
-    timing_profile: str = setting("ttl/loop_wait/retry_timeout preset; explicit values below override it", DEFAULT_PROFILE, choices=tuple(TIMING_PROFILES))
+    timing_profile: str = setting(
+        "ttl/loop_wait/retry_timeout preset; explicit values below override it",
+        DEFAULT_PROFILE,
+        choices=tuple(TIMING_PROFILES),
+    )
     ttl: int = setting("leader lease in seconds (>= 20)", FROM_PROFILE, min=1)
     loop_wait: int = setting("seconds between Patroni HA loops", FROM_PROFILE, min=1)
     retry_timeout: int = setting("DCS and PostgreSQL retry timeout in seconds", FROM_PROFILE, min=1)
@@ -204,7 +214,9 @@ class DnsSettings:
     zone: str = setting("OVH DNS zone you own, e.g. example.com", "")
     name: str = setting("record name inside the zone, e.g. db-dev", "db")
     ttl: int = setting("record TTL (OVH minimum 60)", 60)
-    primary_record: bool = setting("keep <primary_record_name>.<zone> pointed at the current primary (Patroni callback)", False)
+    primary_record: bool = setting(
+        "keep <primary_record_name>.<zone> pointed at the current primary (Patroni callback)", False
+    )
     primary_record_name: str = setting("name of that record inside the zone (empty: primary-<name>)", "")
 
 
@@ -269,7 +281,11 @@ def _kind(tp: Any) -> Any:
 
 def _fields(cls: type) -> list[tuple[str, Any, dataclasses.Field[Any]]]:
     hints = typing.get_type_hints(cls)
-    return [(f.name, _kind(hints[f.name]), f) for f in dataclasses.fields(cls) if "setting" in f.metadata or "section" in f.metadata]
+    return [
+        (f.name, _kind(hints[f.name]), f)
+        for f in dataclasses.fields(cls)
+        if "setting" in f.metadata or "section" in f.metadata
+    ]
 
 
 def _typecheck(kind: Any, value: Any) -> bool:
@@ -383,7 +399,12 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
     if lw + 2 * rt > ttl:
         problems.append(("patroni.ttl", f"loop_wait + 2*retry_timeout must be <= ttl ({lw} + 2*{rt} > {ttl})"))
     if pg["synchronous_mode"] and pg["nodes"] is not None and pg["nodes"] < 3:
-        problems.append(("patroni.synchronous_mode", f"needs at least 3 nodes so one replica can fail without blocking writes, got {pg['nodes']}"))
+        problems.append(
+            (
+                "patroni.synchronous_mode",
+                f"needs at least 3 nodes so one replica can fail without blocking writes, got {pg['nodes']}",
+            )
+        )
     if pg["synchronous_mode_strict"] and not pg["synchronous_mode"]:
         problems.append(("patroni.synchronous_mode_strict", "requires patroni.synchronous_mode: true"))
     if pg["port"] is not None and pg["port"] == pg["rest_port"]:
@@ -400,11 +421,18 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         if msg:
             problems.append((f"patroni.app_cidrs[{i}]", msg))
         elif ipaddress.ip_network(c).prefixlen == 0:
-            problems.append((f"patroni.app_cidrs[{i}]", "0.0.0.0/0 would open PostgreSQL to the world; list your application networks"))
+            problems.append(
+                (
+                    f"patroni.app_cidrs[{i}]",
+                    "0.0.0.0/0 would open PostgreSQL to the world; list your application networks",
+                )
+            )
 
     dns = ep["dns"]
     if dns["enabled"] and not dns["zone"]:
-        problems.append(("endpoint.dns.zone", "required when endpoint.dns.enabled is true (an OVH zone you own, e.g. example.com)"))
+        problems.append(
+            ("endpoint.dns.zone", "required when endpoint.dns.enabled is true (an OVH zone you own, e.g. example.com)")
+        )
     if dns["zone"] and not DOMAIN_RE.match(dns["zone"]):
         problems.append(("endpoint.dns.zone", f"not a domain name: {dns['zone']!r}"))
     if dns["name"] is not None and not DNS_LABEL_RE.match(dns["name"]):
@@ -415,14 +443,22 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
     if not explicit and dns["name"] is not None:
         dns["primary_record_name"] = f"primary-{dns['name']}"
     if dns["primary_record"] and not dns["enabled"]:
-        problems.append(("endpoint.dns.primary_record", "requires endpoint.dns.enabled: true and endpoint.dns.zone (the record lives in that OVH zone)"))
+        problems.append(
+            (
+                "endpoint.dns.primary_record",
+                "requires endpoint.dns.enabled: true and endpoint.dns.zone (the record lives in that OVH zone)",
+            )
+        )
     prn = dns["primary_record_name"]
     if prn is not None and (explicit or dns["primary_record"]):
         if not DNS_LABEL_RE.match(prn):
             problems.append(("endpoint.dns.primary_record_name", f"not a DNS label: {prn!r}"))
         elif prn == dns["name"]:
             problems.append(
-                ("endpoint.dns.primary_record_name", f"must differ from endpoint.dns.name ({prn!r} is Pulumi's record for the load balancer or every node)")
+                (
+                    "endpoint.dns.primary_record_name",
+                    f"must differ from endpoint.dns.name ({prn!r} is Pulumi's record for the load balancer or every node)",
+                )
             )
     lb = ep["load_balancer"]
     if lb["read_only_listener"] and not lb["enabled"]:
@@ -440,11 +476,22 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         if msg:
             problems.append((f"access.admin_cidrs[{i}]", msg))
         elif ipaddress.ip_network(c).prefixlen == 0 and not acc["allow_world_admin"]:
-            problems.append((f"access.admin_cidrs[{i}]", "0.0.0.0/0 opens SSH to the world; list your office/VPN ranges or set access.allow_world_admin: true"))
+            problems.append(
+                (
+                    f"access.admin_cidrs[{i}]",
+                    "0.0.0.0/0 opens SSH to the world; list your office/VPN ranges or set access.allow_world_admin: true",
+                )
+            )
     if acc["bastion"]["enabled"] and acc["admin_cidrs"] is not None and not acc["admin_cidrs"]:
-        problems.append(("access.admin_cidrs", "required when access.bastion.enabled is true (who may SSH to the bastion)"))
+        problems.append(
+            ("access.admin_cidrs", "required when access.bastion.enabled is true (who may SSH to the bastion)")
+        )
     net = v["network"]
-    if net["vlan_id"] is not None and net["vrack_service_name"] and not re.match(r"^pn-\d+$", net["vrack_service_name"]):
+    if (
+        net["vlan_id"] is not None
+        and net["vrack_service_name"]
+        and not re.match(r"^pn-\d+$", net["vrack_service_name"])
+    ):
         problems.append(("network.vrack_service_name", f"must look like pn-123456, got {net['vrack_service_name']!r}"))
 
 
@@ -487,7 +534,9 @@ def load_stack_file(stack: str, root: Path | None = None) -> Settings:
     root = root or ROOT
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise SettingsError([("stack", f"{path.name} not found in {root}; known stacks: {', '.join(known_stacks(root)) or 'none'}")])
+        raise SettingsError(
+            [("stack", f"{path.name} not found in {root}; known stacks: {', '.join(known_stacks(root)) or 'none'}")]
+        )
     return load(stack, sections_from_stack_yaml(yaml.safe_load(path.read_text())))
 
 

@@ -66,7 +66,7 @@ def parse_conninfo(dsn: str) -> dict[str, str]:
 
 def haproxy_primary_bind(haproxy_config: str) -> tuple[str, int]:
     """(address, port) of the ``listen pgha_primary`` section's bind line."""
-    m = re.search(r"^listen pgha_primary\n(?:[ \t]+.*\n)*?[ \t]+bind (\S+):(\d+)\s*$", haproxy_config, re.M)
+    m = re.search(r"^listen pgha_primary\n(?:[ \t]+.*\n)*?[ \t]+bind (\S+):(\d+)\s*$", haproxy_config, re.MULTILINE)
     if not m:
         raise AppConfigError(["haproxy_config: no 'bind ADDRESS:PORT' in a 'listen pgha_primary' section"])
     return m.group(1), int(m.group(2))
@@ -167,7 +167,9 @@ def _write(path: Path, content: str, mode: int) -> None:
     tmp.replace(path)
 
 
-def write_files(config: dict[str, Any], outputs: Mapping[str, Any], out: Path, password_env: str | None = None) -> list[Path]:
+def write_files(
+    config: dict[str, Any], outputs: Mapping[str, Any], out: Path, password_env: str | None = None
+) -> list[Path]:
     """Write config (0644), password (0600, unless password_env) and CA next to each other."""
     out.parent.mkdir(parents=True, exist_ok=True)
     ca = out.with_suffix(".ca.crt")
@@ -188,19 +190,37 @@ def write_files(config: dict[str, Any], outputs: Mapping[str, Any], out: Path, p
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="app_config.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="app_config.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--stack-output", metavar="FILE", help="JSON of `pulumi stack output --json --show-secrets` ('-' = stdin)")
+    src.add_argument(
+        "--stack-output", metavar="FILE", help="JSON of `pulumi stack output --json --show-secrets` ('-' = stdin)"
+    )
     src.add_argument("--lab", metavar="RUN_DIR", type=Path, help="a lab run directory (lab.json, secrets.json, ca.crt)")
     ap.add_argument("--out", required=True, type=Path, help="config file to write (password and CA go next to it)")
-    ap.add_argument("--via", choices=VIAS, default="nodes", help="how to reach the primary (default: nodes, the multi-host DSN)")
-    ap.add_argument("--host", help="override the single address of --via haproxy/lb/dns/primary-record")
-    ap.add_argument("--port", type=int, help="override the port (haproxy: from its bind line; lb: 5432; others: the nodes' port)")
-    ap.add_argument("--password-env", metavar="NAME", help="reference this environment variable instead of writing a password file")
-    ap.add_argument("--application-name", default=DEFAULT_APPLICATION_NAME)
-    ap.add_argument("--connect-timeout", type=int, default=defaults.CONNECT_TIMEOUT, help="seconds per host (default: %(default)s, the clients' default)")
     ap.add_argument(
-        "--deadline", type=float, default=defaults.DEADLINE, help="seconds one connect()/run() may take in total (default: %(default)s, the clients' default)"
+        "--via", choices=VIAS, default="nodes", help="how to reach the primary (default: nodes, the multi-host DSN)"
+    )
+    ap.add_argument("--host", help="override the single address of --via haproxy/lb/dns/primary-record")
+    ap.add_argument(
+        "--port", type=int, help="override the port (haproxy: from its bind line; lb: 5432; others: the nodes' port)"
+    )
+    ap.add_argument(
+        "--password-env", metavar="NAME", help="reference this environment variable instead of writing a password file"
+    )
+    ap.add_argument("--application-name", default=DEFAULT_APPLICATION_NAME)
+    ap.add_argument(
+        "--connect-timeout",
+        type=int,
+        default=defaults.CONNECT_TIMEOUT,
+        help="seconds per host (default: %(default)s, the clients' default)",
+    )
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        default=defaults.DEADLINE,
+        help="seconds one connect()/run() may take in total (default: %(default)s, the clients' default)",
     )
     args = ap.parse_args(argv)
     try:

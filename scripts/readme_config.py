@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pgha.settings import describe_schema  # noqa: E402
+from pgha.settings import describe_schema
 
 README = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN, END = "<!-- config-table:begin -->", "<!-- config-table:end -->"

@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 
-def etcdctl(cfg, endpoints, *args):
+def etcdctl(cfg: dict[str, Any], endpoints: list[str], *args: str) -> tuple[int, str, str]:
     cmd = [
         "etcdctl",
         "--endpoints=" + ",".join(endpoints),
@@ -27,11 +28,11 @@ def etcdctl(cfg, endpoints, *args):
         *args,
     ]
     env = dict(os.environ, ETCDCTL_API="3")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=15)
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=15)
     return p.returncode, p.stdout, p.stderr.strip()
 
 
-def check(cfg, reachable_only):
+def check(cfg: dict[str, Any], reachable_only: bool) -> tuple[list[str], str]:
     """Return a list of problems (empty = healthy) and a summary line."""
     if reachable_only:
         for ep in cfg["endpoints"]:
@@ -39,7 +40,7 @@ def check(cfg, reachable_only):
             if rc == 0:
                 return [], "etcd reachable at " + ep
         return ["no etcd endpoint answers: " + ", ".join(cfg["endpoints"])], ""
-    problems = []
+    problems: list[str] = []
     rc, out, err = etcdctl(cfg, cfg["endpoints"], "member", "list")
     if rc != 0:
         return ["etcdctl member list failed: " + (err or out)], ""
@@ -51,7 +52,7 @@ def check(cfg, reachable_only):
         problems.append(f"started members {started}, expected {expected}")
     if unstarted:
         problems.append(f"{len(unstarted)} member(s) added but not started")
-    healthy = []
+    healthy: list[str] = []
     for ep in cfg["endpoints"]:
         rc, out, err = etcdctl(cfg, [ep], "endpoint", "health")
         ok = False
@@ -65,10 +66,13 @@ def check(cfg, reachable_only):
         else:
             problems.append("endpoint {} is not healthy: {}".format(ep, (err or out).splitlines()[-1:] or "no answer"))
     n_endpoints = len(cfg["endpoints"])
-    return problems, f"etcd: {len(started)}/{len(expected)} members started, {len(healthy)}/{n_endpoints} endpoints healthy"
+    return (
+        problems,
+        f"etcd: {len(started)}/{len(expected)} members started, {len(healthy)}/{n_endpoints} endpoints healthy",
+    )
 
 
-def main():
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", required=True, help="check.json rendered for this node")
     ap.add_argument("--wait", type=float, default=0, help="retry for this many seconds (0 with --reachable: forever)")
@@ -78,7 +82,7 @@ def main():
         cfg = json.load(f)["etcd"]
     forever = args.reachable and args.wait == 0
     deadline = time.monotonic() + args.wait
-    last = None
+    last: list[str] | None = None
     while True:
         problems, summary = check(cfg, args.reachable)
         if not problems:

@@ -13,30 +13,47 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
 
-def get_json(url, cacert):
+def get_json(url: str, cacert: str) -> Any:
     ctx = ssl.create_default_context(cafile=cacert)
     with urllib.request.urlopen(url, context=ctx, timeout=3) as r:
         return json.load(r)
 
 
-def replication_rows(cfg):
+def replication_rows(cfg: dict[str, Any]) -> list[list[str]]:
     sql = "SELECT application_name, state, sync_state FROM pg_stat_replication"
-    cmd = [cfg["psql"], "--no-psqlrc", "-XAt", "-F", "|", "-h", cfg["socket_dir"], "-p", str(cfg["port"]), "-U", cfg["superuser"], "-d", "postgres", "-c", sql]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    cmd = [
+        cfg["psql"],
+        "--no-psqlrc",
+        "-XAt",
+        "-F",
+        "|",
+        "-h",
+        cfg["socket_dir"],
+        "-p",
+        str(cfg["port"]),
+        "-U",
+        cfg["superuser"],
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+    ]
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
     if p.returncode != 0:
         raise RuntimeError("psql failed: " + p.stderr.strip())
     return [line.split("|") for line in p.stdout.splitlines() if line]
 
 
-def check(cfg, node):
+def check(cfg: dict[str, Any], node: str) -> tuple[list[str], str]:
     try:
         cluster = get_json(cfg["rest_url"] + "/cluster", cfg["cacert"])
     except Exception as e:  # noqa: BLE001 - any failure is a failed check
         return ["Patroni REST API {}/cluster: {}".format(cfg["rest_url"], e)], ""
-    members = {m["name"]: m for m in cluster.get("members", [])}
-    problems = []
+    members: dict[str, dict[str, Any]] = {m["name"]: m for m in cluster.get("members", [])}
+    problems: list[str] = []
     missing = sorted(set(cfg["members"]) - set(members))
     if missing:
         problems.append("members missing from the cluster: " + ", ".join(missing))
@@ -52,13 +69,15 @@ def check(cfg, node):
     if node == leader:
         try:
             rows = replication_rows(cfg)
-        except Exception as e:  # noqa: BLE001
-            return problems + [str(e)], summary
+        except Exception as e:  # noqa: BLE001 - any failure is a failed check
+            return [*problems, str(e)], summary
         names = set(cfg["members"]) - {leader}
         streaming = sorted(r[0] for r in rows if r[0] in names and r[1] == "streaming")
         if len(streaming) != len(names):
             listed = ", ".join(streaming) or "none"
-            problems.append(f"pg_stat_replication on {leader} shows {len(streaming)}/{len(names)} replicas streaming ({listed})")
+            problems.append(
+                f"pg_stat_replication on {leader} shows {len(streaming)}/{len(names)} replicas streaming ({listed})"
+            )
         sync = sorted(r[0] for r in rows if r[0] in names and r[2] in ("sync", "quorum"))
         if cfg["synchronous_mode"] and not sync:
             problems.append("synchronous mode is on but no synchronous standby in pg_stat_replication")
@@ -69,7 +88,7 @@ def check(cfg, node):
     return problems, summary
 
 
-def main():
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", required=True, help="check.json rendered for this node")
     ap.add_argument("--wait", type=float, default=0, help="retry for this many seconds")
@@ -78,7 +97,7 @@ def main():
         full = json.load(f)
     cfg, node = full["patroni"], full["node"]
     deadline = time.monotonic() + args.wait
-    last = None
+    last: list[str] | None = None
     while True:
         problems, summary = check(cfg, node)
         if not problems:

@@ -27,6 +27,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 PRIMARY_ROLES = ("primary", "master")
 ACTIONS = ("on_start", "on_role_change")
@@ -56,11 +58,11 @@ class Transient(Exception):
     """Worth another attempt before the deadline."""
 
 
-def log(msg):
+def log(msg: str) -> None:
     print("pgha-dns-callback: " + msg, file=sys.stderr, flush=True)
 
 
-def http_error_detail(e):
+def http_error_detail(e: urllib.error.HTTPError) -> str:
     try:
         body = json.loads(e.read() or b"null")
     except ValueError:
@@ -75,16 +77,16 @@ def http_error_detail(e):
 class OvhApi:
     """Signed OVH API calls: X-Ovh-Signature = "$1$" + sha1(AS+CK+METHOD+URL+BODY+TS)."""
 
-    def __init__(self, cfg, zone):
+    def __init__(self, cfg: dict[str, str], zone: str) -> None:
         self.base = cfg["endpoint"].rstrip("/")
         self.application_key = cfg["application_key"]
         self.application_secret = cfg["application_secret"]
         self.consumer_key = cfg["consumer_key"]
         self.zone = zone
         self.timeout = 5.0
-        self.delta = None
+        self.delta: int | None = None
 
-    def time_delta(self):
+    def time_delta(self) -> int:
         """Server time minus local time (GET /auth/time needs no key), fetched once."""
         if self.delta is None:
             try:
@@ -96,7 +98,9 @@ class OvhApi:
                 raise Transient(f"GET /auth/time: {e}") from e
         return self.delta
 
-    def call(self, method, path, query=None, body=None):
+    def call(
+        self, method: str, path: str, query: dict[str, str] | None = None, body: dict[str, Any] | None = None
+    ) -> Any:
         url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = "" if body is None else json.dumps(body, separators=(",", ":"))
         ts = str(int(time.time()) + self.time_delta())
@@ -109,7 +113,9 @@ class OvhApi:
             "Content-Type": "application/json",
             "Accept": "application/json",
         }
-        req = urllib.request.Request(url, data=data.encode() if body is not None else None, method=method, headers=headers)
+        req = urllib.request.Request(
+            url, data=data.encode() if body is not None else None, method=method, headers=headers
+        )
         what = f"{method} {path}"
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
@@ -133,13 +139,14 @@ class OvhApi:
             raise Transient(f"{what}: answer is not JSON") from None
 
 
-def still_leader(cfg, timeout):
+def still_leader(cfg: dict[str, Any], timeout: float) -> bool:
     """True while this node holds the leader lock (its REST API answers 200 on /primary)."""
     url = cfg["leader_check_url"]
     ctx = ssl.create_default_context(cafile=cfg["cacert"]) if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=timeout) as r:
-            return r.status == 200
+            status: int = r.status
+            return status == 200
     except urllib.error.HTTPError as e:
         if e.code == 503:
             return False
@@ -151,14 +158,14 @@ def still_leader(cfg, timeout):
 class Update:
     """Point the record at this node. Steps done stay done across retries."""
 
-    def __init__(self, cfg, api):
+    def __init__(self, cfg: dict[str, Any], api: OvhApi) -> None:
         self.cfg = cfg
         self.api = api
-        self.record_id = None
-        self.changed_from = None
+        self.record_id: int | None = None
+        self.changed_from: str | None = None
         self.put_done = False
 
-    def __call__(self):
+    def __call__(self) -> str:
         cfg, api = self.cfg, self.api
         records = "/domain/zone/{}/record".format(cfg["zone"])
         if self.record_id is None:
@@ -175,15 +182,19 @@ class Update:
             if current.get("target") == cfg["address"] and current.get("ttl") == cfg["ttl"]:
                 return "{} already points at {} ({})".format(cfg["fqdn"], cfg["address"], cfg["node"])
             if not still_leader(cfg, api.timeout):
-                return "{} is no longer the leader: {} left at {}".format(cfg["node"], cfg["fqdn"], current.get("target"))
+                return "{} is no longer the leader: {} left at {}".format(
+                    cfg["node"], cfg["fqdn"], current.get("target")
+                )
             self.changed_from = current.get("target")
             api.call("PUT", record, body={"target": cfg["address"], "ttl": cfg["ttl"]})
             self.put_done = True
         api.call("POST", "/domain/zone/{}/refresh".format(cfg["zone"]))
-        return "{}: {} -> {} ({}, ttl {}s)".format(cfg["fqdn"], self.changed_from, cfg["address"], cfg["node"], cfg["ttl"])
+        return "{}: {} -> {} ({}, ttl {}s)".format(
+            cfg["fqdn"], self.changed_from, cfg["address"], cfg["node"], cfg["ttl"]
+        )
 
 
-def with_retries(step, api, cfg):
+def with_retries(step: Callable[[], str], api: OvhApi, cfg: dict[str, Any]) -> str:
     deadline, request_timeout = float(cfg["deadline"]), float(cfg["request_timeout"])
     delay, cap = float(cfg["backoff_base"]), float(cfg["backoff_cap"])
     end = time.monotonic() + deadline
@@ -201,7 +212,7 @@ def with_retries(step, api, cfg):
             delay = min(delay * 2, cap)
 
 
-def main():
+def main() -> int:
     ap = argparse.ArgumentParser(description="Patroni callback: point the DNS primary record at this node.")
     ap.add_argument("--config", required=True, help="dns-callback.json rendered for this node")
     ap.add_argument("action", help="Patroni callback action (on_start, on_role_change, ...)")
@@ -213,7 +224,9 @@ def main():
     try:
         with open(args.config) as f:
             cfg = json.load(f)
-        missing = [k for k in CONFIG_KEYS if k not in cfg] + ["ovh." + k for k in OVH_KEYS if k not in cfg.get("ovh", {})]
+        missing = [k for k in CONFIG_KEYS if k not in cfg] + [
+            "ovh." + k for k in OVH_KEYS if k not in cfg.get("ovh", {})
+        ]
     except (OSError, ValueError, AttributeError) as e:
         log(f"cannot read {args.config}: {e}")
         return 2

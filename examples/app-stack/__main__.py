@@ -13,5 +13,7 @@ pulumi.export("db_config", pulumi.Output.secret(outputs.apply(lambda o: db_confi
 # Safe to show: no password in it.
 pulumi.export("db_dsn", pgha.require_output("libpq_dsn").apply(lambda dsn: app_dsn(dsn, CA_PATH)))
 # From non-secret outputs only, so it stays readable.
-endpoint = pulumi.Output.all(*(pgha.get_output(name) for name in OPTIONAL)).apply(lambda v: next((x for x in v if x), None))
+endpoint = pulumi.Output.all(*(pgha.get_output(name) for name in OPTIONAL)).apply(
+    lambda v: next((x for x in v if x), None)
+)
 pulumi.export("db_endpoint", endpoint)

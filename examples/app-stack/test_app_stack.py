@@ -40,7 +40,11 @@ class StackReferenceMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         if args.typ == "pulumi:pulumi:StackReference":
             self.referenced.append(args.inputs["name"])
-            return args.inputs["name"], {"name": args.inputs["name"], "outputs": self.outputs, "secretOutputNames": ["app_password"]}
+            return args.inputs["name"], {
+                "name": args.inputs["name"],
+                "outputs": self.outputs,
+                "secretOutputNames": ["app_password"],
+            }
         return f"{args.name}-id", args.inputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -88,7 +92,9 @@ def test_db_config_from_stack_reference(run_app):
     assert config["password"] == PGHA_OUTPUTS["app_password"]
     assert config["endpoint"] == "db-prod.example.com"
     dsn, dsn_secret = exported["db_dsn"]
-    assert not dsn_secret and "password" not in dsn and "sslrootcert=/etc/app/pgha-ca.crt" in dsn
+    assert not dsn_secret
+    assert "password" not in dsn
+    assert "sslrootcert=/etc/app/pgha-ca.crt" in dsn
     assert exported["db_endpoint"] == ("db-prod.example.com", False)
 
 
@@ -102,7 +108,8 @@ def test_stack_without_dns_or_lb(run_app):
 def test_pure_function():
     cfg = db_config(PGHA_OUTPUTS, "ca.pem")
     assert parse_conninfo(cfg["dsn"]) == {**parse_conninfo(DSN), "sslrootcert": "ca.pem"}
-    assert cfg["hosts"] == PGHA_OUTPUTS["patroni_addresses"] and cfg["dbname"] == "app"
+    assert cfg["hosts"] == PGHA_OUTPUTS["patroni_addresses"]
+    assert cfg["dbname"] == "app"
     assert app_dsn(DSN, "x.crt").endswith("sslrootcert=x.crt connect_timeout=2")
     with pytest.raises(KeyError, match="app_password"):
         db_config({**PGHA_OUTPUTS, "app_password": None})

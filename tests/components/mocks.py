@@ -82,17 +82,25 @@ class PghaMocks(pulumi.runtime.Mocks):
         n = args.name
         t = args.typ
         if t == "ovh:CloudProject/networkPrivate:NetworkPrivate":
-            out["regionsOpenstackIds"] = {r: OPENSTACK_NETWORK_ID for r in args.inputs.get("regions", [])}
+            out["regionsOpenstackIds"] = dict.fromkeys(args.inputs.get("regions", []), OPENSTACK_NETWORK_ID)
             return f"pn-123456_{args.inputs.get('vlanId', 0)}", out
         if t == "tls:index/privateKey:PrivateKey":
-            out["privateKeyPem"] = self._secret(f"-----BEGIN EC PRIVATE KEY-----\nMOCK-SEC1-{n}\n-----END EC PRIVATE KEY-----\n")
-            out["privateKeyPemPkcs8"] = self._secret(f"-----BEGIN PRIVATE KEY-----\nMOCK-PKCS8-{n}\n-----END PRIVATE KEY-----\n")
-            out["privateKeyOpenssh"] = self._secret(f"-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-SSH-{n}\n-----END OPENSSH PRIVATE KEY-----\n")
+            out["privateKeyPem"] = self._secret(
+                f"-----BEGIN EC PRIVATE KEY-----\nMOCK-SEC1-{n}\n-----END EC PRIVATE KEY-----\n"
+            )
+            out["privateKeyPemPkcs8"] = self._secret(
+                f"-----BEGIN PRIVATE KEY-----\nMOCK-PKCS8-{n}\n-----END PRIVATE KEY-----\n"
+            )
+            out["privateKeyOpenssh"] = self._secret(
+                f"-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-SSH-{n}\n-----END OPENSSH PRIVATE KEY-----\n"
+            )
             out["publicKeyOpenssh"] = f"ssh-ed25519 AAAAMOCK{n.replace('-', '')} mock\n"
         elif t == "tls:index/selfSignedCert:SelfSignedCert":
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK-CA-{n}\n-----END CERTIFICATE-----\n"
         elif t == "tls:index/certRequest:CertRequest":
-            out["certRequestPem"] = f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-CSR-{n}\n-----END CERTIFICATE REQUEST-----\n"
+            out["certRequestPem"] = (
+                f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-CSR-{n}\n-----END CERTIFICATE REQUEST-----\n"
+            )
         elif t == "tls:index/locallySignedCert:LocallySignedCert":
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK-CERT-{n}\n-----END CERTIFICATE-----\n"
         elif t == "random:index/randomPassword:RandomPassword":
@@ -122,11 +130,11 @@ class RecordingMonitor(MockMonitor):
         self.component_outputs: dict[str, Any] = {}
         """URN -> outputs given to register_outputs (secrets still wrapped)."""
 
-    def RegisterResourceOutputs(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResourceOutputs(self, request):
         self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
         return super().RegisterResourceOutputs(request)
 
-    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -231,7 +239,13 @@ class Harness:
 
 def static_placement(depends_on: tuple[pulumi.Resource, ...] = ()) -> Placement:
     """A Placement with plain ids, as a test builds Args directly."""
-    return Placement(network_id=OPENSTACK_NETWORK_ID, subnet_id=SUBNET_ID, security_group_id="sg-id", key_pair="pgha-test-deploy", depends_on=depends_on)
+    return Placement(
+        network_id=OPENSTACK_NETWORK_ID,
+        subnet_id=SUBNET_ID,
+        security_group_id="sg-id",
+        key_pair="pgha-test-deploy",
+        depends_on=depends_on,
+    )
 
 
 def fake_pair(name: str) -> TlsKeyPair:

@@ -29,7 +29,9 @@ NFT_RULE = re.compile(r"ip saddr \{ (?P<sources>[^}]+) \} tcp dport (?P<port>\d+
 
 
 def build(h, settings):
-    return h.run(lambda: Access("access", AccessArgs(settings=settings, network_id=OPENSTACK_NETWORK_ID, subnet_id=SUBNET_ID)))
+    return h.run(
+        lambda: Access("access", AccessArgs(settings=settings, network_id=OPENSTACK_NETWORK_ID, subnet_id=SUBNET_ID))
+    )
 
 
 def registered_rules(h) -> dict[str, set[tuple[int, str]]]:
@@ -37,9 +39,12 @@ def registered_rules(h) -> dict[str, set[tuple[int, str]]]:
     groups = {h.id_of(g): g.input("name").rsplit("-", 1)[-1] for g in h.of_type(GROUP)}
     out: dict[str, set[tuple[int, str]]] = {}
     for r in h.of_type(RULE):
-        assert r.input("direction") == "ingress" and r.input("protocol") == "tcp", r.urn
+        assert r.input("direction") == "ingress", r.urn
+        assert r.input("protocol") == "tcp", r.urn
         assert r.input("portRangeMin") == r.input("portRangeMax"), r.urn
-        out.setdefault(groups[r.input("securityGroupId")], set()).add((r.input("portRangeMin"), r.input("remoteIpPrefix")))
+        out.setdefault(groups[r.input("securityGroupId")], set()).add(
+            (r.input("portRangeMin"), r.input("remoteIpPrefix"))
+        )
     return out
 
 
@@ -47,11 +52,20 @@ def nftables_rules(settings) -> dict[str, set[tuple[int, str]]]:
     """Role -> {(port, source cidr)} from the rendered host firewall of node 0 of each role."""
     target = Target.vm(settings)
     etcd = render_etcd_node(settings, target, settings.plan.etcd[0], EtcdNodeSecrets(FAKE_CA, fake_keypair("etcd")))
-    pg = render_patroni_node(settings, target, settings.plan.patroni[0], PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords()))
+    pg = render_patroni_node(
+        settings,
+        target,
+        settings.plan.patroni[0],
+        PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords()),
+    )
     out = {}
     for role, node in (("etcd", etcd), ("patroni", pg)):
         text = node.file("/etc/nftables.conf").content
-        out[role] = {(int(m["port"]), str(ipaddress.ip_network(src.strip()))) for m in NFT_RULE.finditer(text) for src in m["sources"].split(",")}
+        out[role] = {
+            (int(m["port"]), str(ipaddress.ip_network(src.strip())))
+            for m in NFT_RULE.finditer(text)
+            for src in m["sources"].split(",")
+        }
     return out
 
 
@@ -67,7 +81,9 @@ def test_security_groups_mirror_the_host_firewall(harness, stack):
     assert registered["etcd"] == nft["etcd"]
     assert registered["patroni"] == nft["patroni"]
     assert registered["bastion"] == {(22, c) for c in s.access.admin_cidrs}
-    assert {(r.role, r.port, r.cidr) for r in ingress_rules(s)} == {(g, p, c) for g, rules in registered.items() for p, c in rules}
+    assert {(r.role, r.port, r.cidr) for r in ingress_rules(s)} == {
+        (g, p, c) for g, rules in registered.items() for p, c in rules
+    }
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -102,7 +118,8 @@ def test_children_names_and_deploy_key(harness):
     (kp,) = h.of_type(KEYPAIR)
     assert kp.input("publicKey").startswith("ssh-ed25519 AAAAMOCK")
     value, secret = h.resolve(access.private_key)
-    assert secret and value in h.mocks.secrets
+    assert secret
+    assert value in h.mocks.secrets
     assert h.resolve(access.key_pair_name)[0] == "pgha-dev-deploy"
 
 
@@ -130,8 +147,10 @@ def test_no_bastion(harness):
     h = harness("dev")
     s = with_section(h.settings(), "access.bastion", enabled=False)
     access = build(h, s)
-    assert access.bastion is None and access.bastion_ip is None
-    assert not h.of_type(INSTANCE) and not h.of_type(PORT)
+    assert access.bastion is None
+    assert access.bastion_ip is None
+    assert not h.of_type(INSTANCE)
+    assert not h.of_type(PORT)
     assert "bastion" not in registered_rules(h)
     ssh = {c for role, rules in registered_rules(h).items() for p, c in rules if p == 22}
     assert ssh == {s.plan.cidr}, "without a bastion, SSH comes from the private subnet (VPN / peered hosts)"

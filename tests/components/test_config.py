@@ -64,7 +64,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("changes", "project", "paths"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("changes, project, paths", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_config_lists_every_problem(harness, monkeypatch, changes, project, paths):
     h = harness("dev")
     monkeypatch.setenv(CLOUD_PROJECT_ENV, project)

@@ -26,7 +26,8 @@ def test_dev_has_no_endpoint_resources(harness):
     h = harness("dev")
     endpoint = build(h, h.settings())
     assert h.children(h.component(TYPE)) == []
-    assert endpoint.lb_address is None and endpoint.dns_name is None
+    assert endpoint.lb_address is None
+    assert endpoint.dns_name is None
 
 
 def test_prod_load_balancer_and_dns(harness):
@@ -41,8 +42,15 @@ def test_prod_load_balancer_and_dns(harness):
     assert counts == {LB: 1, LISTENER: 2, POOL: 2, MONITOR: 2, MEMBER: 2 * n, RECORD: 1}
 
     (lb,) = h.of_type(LB)
-    assert (lb.input("vipAddress"), lb.input("vipSubnetId"), lb.input("flavorId")) == (s.plan.lb, SUBNET_ID, "lb-flavor-small")
-    for role, port, path in (("primary", lb_settings.primary_port, "/primary"), ("replica", lb_settings.replica_port, "/replica")):
+    assert (lb.input("vipAddress"), lb.input("vipSubnetId"), lb.input("flavorId")) == (
+        s.plan.lb,
+        SUBNET_ID,
+        "lb-flavor-small",
+    )
+    for role, port, path in (
+        ("primary", lb_settings.primary_port, "/primary"),
+        ("replica", lb_settings.replica_port, "/replica"),
+    ):
         listener = h.named(f"endpoint-{role}")
         assert (listener.input("protocol"), listener.input("protocolPort")) == ("TCP", port)
         assert listener.input("allowedCidrs") == [s.plan.cidr, *s.patroni.app_cidrs], "never open to 0.0.0.0/0"
@@ -51,7 +59,12 @@ def test_prod_load_balancer_and_dns(harness):
         monitor = h.named(f"endpoint-{role}-monitor")
         assert monitor.input("poolId") == h.id_of(pool)
         # Patroni's REST API is TLS-only: an HTTPS probe (status code only) on its role endpoint.
-        assert (monitor.input("type"), monitor.input("httpMethod"), monitor.input("urlPath"), monitor.input("expectedCodes")) == (
+        assert (
+            monitor.input("type"),
+            monitor.input("httpMethod"),
+            monitor.input("urlPath"),
+            monitor.input("expectedCodes"),
+        ) == (
             "HTTPS",
             "GET",
             path,
@@ -60,7 +73,11 @@ def test_prod_load_balancer_and_dns(harness):
         members = [h.named(f"endpoint-{role}-{s.plan.patroni[i].name}") for i in range(n)]
         assert [m.input("address") for m in members] == s.plan.addresses("patroni")
         for m in members:
-            assert (m.input("poolId"), m.input("protocolPort"), m.input("monitorPort")) == (h.id_of(pool), s.patroni.port, s.patroni.rest_port)
+            assert (m.input("poolId"), m.input("protocolPort"), m.input("monitorPort")) == (
+                h.id_of(pool),
+                s.patroni.port,
+                s.patroni.rest_port,
+            )
 
     (record,) = h.of_type(RECORD)
     dns = s.endpoint.dns
@@ -74,7 +91,8 @@ def test_dns_without_load_balancer_points_at_every_node(harness):
     h = harness("prod")
     s = with_section(h.settings(), "endpoint.load_balancer", enabled=False, read_only_listener=False)
     build(h, s)
-    assert not h.of_type(LB) and not h.of_type(LISTENER)
+    assert not h.of_type(LB)
+    assert not h.of_type(LISTENER)
     records = h.of_type(RECORD)
     assert sorted(r.input("target") for r in records) == sorted(s.plan.addresses("patroni"))
     assert {r.input("subdomain") for r in records} == {s.endpoint.dns.name}

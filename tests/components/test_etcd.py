@@ -25,7 +25,9 @@ def build(h, settings):
     def program():
         network = PrivateNetwork("network", PrivateNetworkArgs(settings=settings, service_name=PROJECT_ID))
         certs = [fake_pair(settings.plan.etcd[i].name) for i in range(len(settings.plan.etcd))]
-        args = EtcdClusterArgs(settings=settings, placement=static_placement(tuple(network.egress)), ca_cert=FAKE_CA, certs=certs)
+        args = EtcdClusterArgs(
+            settings=settings, placement=static_placement(tuple(network.egress)), ca_cert=FAKE_CA, certs=certs
+        )
         return EtcdCluster("etcd", args)
 
     return h.run(program)
@@ -59,10 +61,17 @@ def test_members(harness, stack):
         assert inst.input("keyPair") == "pgha-test-deploy"
         assert inst.is_secret("userData"), inst.urn
         kp = fake_keypair(member)
-        assert inst.input("userData") == render_etcd_node(s, Target.vm(s), plan.etcd[i], EtcdNodeSecrets(FAKE_CA, kp)).user_data, inst.urn
-        assert gateway.urn in inst.dependencies, f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
+        assert (
+            inst.input("userData")
+            == render_etcd_node(s, Target.vm(s), plan.etcd[i], EtcdNodeSecrets(FAKE_CA, kp)).user_data
+        ), inst.urn
+        assert gateway.urn in inst.dependencies, (
+            f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
+        )
         assert inst.delete_before_replace, "the fixed-IP port can only be bound to one instance at a time"
-        assert set(inst.ignore_changes) == {"userData", "imageId", "blockDevices"} == {_camel(k) for k in FIRST_BOOT_ONLY}
+        assert (
+            set(inst.ignore_changes) == {"userData", "imageId", "blockDevices"} == {_camel(k) for k in FIRST_BOOT_ONLY}
+        )
         assert h.resolve(etcd.user_data[i])[1]
     assert etcd.addresses == plan.addresses("etcd")
     assert etcd.names == [n.name for n in plan.etcd]
@@ -72,7 +81,11 @@ def test_certificate_count_must_match_the_plan(harness):
     h = harness("dev")
     s = h.settings()
     with pytest.raises(ValueError, match="2 certificates for 3 etcd members"):
-        h.run(lambda: EtcdCluster("etcd", EtcdClusterArgs(s, static_placement(), FAKE_CA, [fake_pair("a"), fake_pair("b")])))
+        h.run(
+            lambda: EtcdCluster(
+                "etcd", EtcdClusterArgs(s, static_placement(), FAKE_CA, [fake_pair("a"), fake_pair("b")])
+            )
+        )
 
 
 def _camel(name: str) -> str:

@@ -76,27 +76,40 @@ def test_nodes(harness, stack):
         assert (data["sourceType"], data["uuid"], data["destinationType"]) == ("volume", h.id_of(volume), "volume")
         assert data["deleteOnTermination"] is False, f"{inst.urn}: deleting the instance must keep the data volume"
         assert inst.urn not in volume.dependencies, "the volume outlives instances: it must not depend on one"
-        assert inst.delete_before_replace and "blockDevices" in inst.ignore_changes and "userData" in inst.ignore_changes
+        assert inst.delete_before_replace
+        assert "blockDevices" in inst.ignore_changes
+        assert "userData" in inst.ignore_changes
         assert h.named("network-gateway").urn in inst.dependencies
         assert inst.is_secret("userData"), inst.urn
-        secrets = PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{node}-server"), fake_keypair(f"{node}-etcd-client"), plain)
-        assert inst.input("userData") == render_patroni_node(s, Target.vm(s), plan.patroni[i], secrets).user_data, inst.urn
+        secrets = PatroniNodeSecrets(
+            FAKE_CA, fake_keypair(f"{node}-server"), fake_keypair(f"{node}-etcd-client"), plain
+        )
+        assert inst.input("userData") == render_patroni_node(s, Target.vm(s), plan.patroni[i], secrets).user_data, (
+            inst.urn
+        )
 
 
 def test_passwords_are_safe_for_yaml_and_libpq(harness):
     h = harness("dev")
     build(h, h.settings())
     resources = h.of_type(PASSWORD)
-    assert sorted(r.name for r in resources) == sorted(f"patroni-{role.replace('_', '-')}-password" for role in PASSWORD_ROLES)
+    assert sorted(r.name for r in resources) == sorted(
+        f"patroni-{role.replace('_', '-')}-password" for role in PASSWORD_ROLES
+    )
     for r in resources:
-        assert r.input("length") == 32 and r.input("special") is False, r.urn
+        assert r.input("length") == 32, r.urn
+        assert r.input("special") is False, r.urn
 
 
 def test_certificate_count_must_match_the_plan(harness):
     h = harness("dev")
     s = h.settings()
     with pytest.raises(ValueError, match="1 server certificates for 3 Patroni nodes"):
-        h.run(lambda: PatroniCluster("patroni", PatroniClusterArgs(s, static_placement(), FAKE_CA, [fake_pair("a")], [fake_pair("b")] * 3)))
+        h.run(
+            lambda: PatroniCluster(
+                "patroni", PatroniClusterArgs(s, static_placement(), FAKE_CA, [fake_pair("a")], [fake_pair("b")] * 3)
+            )
+        )
 
 
 def test_rolling_one_node_lets_only_it_follow_user_data(harness):

@@ -51,13 +51,18 @@ def test_ca_and_node_certificates(harness, stack):
         assert set(cert.input("allowedUses")) == uses, cert.urn
         assert cert.input("caCertPem") == h.resolve(pki.ca_cert)[0], cert.urn
         assert cert.is_secret("caPrivateKeyPem"), cert.urn
-        assert cert.input("certRequestPem") == f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-CSR-{res}-csr\n-----END CERTIFICATE REQUEST-----\n"
+        assert (
+            cert.input("certRequestPem")
+            == f"-----BEGIN CERTIFICATE REQUEST-----\nMOCK-CSR-{res}-csr\n-----END CERTIFICATE REQUEST-----\n"
+        )
 
     pairs = [*pki.etcd, *pki.patroni_server, *pki.patroni_etcd_client]
     assert len(pairs) == leaves
     for pair in pairs:
         cert, cert_secret = h.resolve(pair.cert)
         key, key_secret = h.resolve(pair.key)
-        assert "MOCK-CERT-" in cert and not cert_secret
-        assert key in h.mocks.secrets and key_secret
+        assert "MOCK-CERT-" in cert
+        assert not cert_secret
+        assert key in h.mocks.secrets
+        assert key_secret
     assert h.resolve(pki.ca_cert) == ("-----BEGIN CERTIFICATE-----\nMOCK-CA-pki-ca\n-----END CERTIFICATE-----\n", False)

@@ -97,8 +97,12 @@ def test_no_plaintext_secret_anywhere(deployed):
     """Walk every registered input, component output and stack output: secrets only inside secret wrappers."""
     h = deployed
     secrets = h.mocks.secrets
-    kinds = {"passwords": [v for v in secrets if v.startswith("MockPw")], "keys": [v for v in secrets if "PRIVATE KEY" in v]}
-    assert len(kinds["passwords"]) == 5 and len(kinds["keys"]) >= 10, "the mocks must have handed out the secrets"
+    kinds = {
+        "passwords": [v for v in secrets if v.startswith("MockPw")],
+        "keys": [v for v in secrets if "PRIVATE KEY" in v],
+    }
+    assert len(kinds["passwords"]) == 5, "the mocks must have handed out the passwords"
+    assert len(kinds["keys"]) >= 10, "the mocks must have handed out the keys"
     leaks = []
     for r in h.resources:
         leaks += plaintext_leaks(r.inputs, secrets, r.urn)
@@ -142,4 +146,7 @@ def test_roll_reaches_the_named_instance_only(harness, monkeypatch):
     instances = {r.name: r for r in h.of_type("openstack:compute/instance:Instance")}
     assert instances.pop("etcd-etcd2").ignore_changes == []
     instances.pop("access-bastion")
-    assert instances and all(r.ignore_changes for r in instances.values()), [r.urn for r in instances.values() if not r.ignore_changes]
+    assert instances
+    assert all(r.ignore_changes for r in instances.values()), [
+        r.urn for r in instances.values() if not r.ignore_changes
+    ]

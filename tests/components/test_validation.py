@@ -26,7 +26,15 @@ DEPLOY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-DEPLOY-KEY\n-----END OPE
 def build(h, settings, bastion_ip):
     def program():
         plan = settings.plan
-        etcd = EtcdCluster("etcd", EtcdClusterArgs(settings, static_placement(), FAKE_CA, [fake_pair(n) for n in ("a", "b", "c", "d", "e")[: len(plan.etcd)]]))
+        etcd = EtcdCluster(
+            "etcd",
+            EtcdClusterArgs(
+                settings,
+                static_placement(),
+                FAKE_CA,
+                [fake_pair(n) for n in ("a", "b", "c", "d", "e")[: len(plan.etcd)]],
+            ),
+        )
         pairs = [fake_pair("p")] * len(plan.patroni)
         patroni = PatroniCluster("patroni", PatroniClusterArgs(settings, static_placement(), FAKE_CA, pairs, pairs))
         key = pulumi.Output.secret(DEPLOY_KEY)
@@ -51,7 +59,10 @@ def test_one_command_per_node_after_its_instance(harness, stack):
     etcd_ids = [h.id_of(h.named(f"etcd-{n}")) for n in etcd_names]
     pg_ids = [h.id_of(h.named(f"patroni-{n}")) for n in pg_names]
     etcd_cmds = {h.named(f"validation-{n}").urn for n in etcd_names}
-    for role, names, addresses, ids in (("etcd", etcd_names, plan.addresses("etcd"), etcd_ids), ("patroni", pg_names, plan.addresses("patroni"), pg_ids)):
+    for role, names, addresses, ids in (
+        ("etcd", etcd_names, plan.addresses("etcd"), etcd_ids),
+        ("patroni", pg_names, plan.addresses("patroni"), pg_ids),
+    ):
         for node, address in zip(names, addresses, strict=True):
             cmd = h.named(f"validation-{node}")
             inst = h.named(f"{role}-{node}")
@@ -68,7 +79,9 @@ def test_one_command_per_node_after_its_instance(harness, stack):
                 assert "sudo -u etcd /usr/local/sbin/pgha-check-etcd --config /etc/pgha/check.json --wait" in script
             else:
                 assert script == patroni_script(s, node)
-                assert "sudo -u postgres /usr/local/sbin/pgha-check-patroni --config /etc/pgha/check.json --wait" in script
+                assert (
+                    "sudo -u postgres /usr/local/sbin/pgha-check-patroni --config /etc/pgha/check.json --wait" in script
+                )
                 assert etcd_cmds <= cmd.dependencies, f"{cmd.urn}: Patroni is checked once etcd passed"
     assert set(validation.reports) == set(etcd_names + pg_names)
 
@@ -113,7 +126,9 @@ def fake_node(request, tmp_path):
 
     def run(script: str, **env: str) -> subprocess.CompletedProcess[str]:
         path = f"{tmp_path}:{os.environ['PATH']}"
-        return subprocess.run([shell, "-c", script], capture_output=True, text=True, env={"PATH": path, **env}, timeout=20)
+        return subprocess.run(
+            [shell, "-c", script], check=False, capture_output=True, text=True, env={"PATH": path, **env}, timeout=20
+        )
 
     run.shell = shell  # type: ignore[attr-defined]
     return run
@@ -122,18 +137,21 @@ def fake_node(request, tmp_path):
 def test_scripts_pass_fail_and_say_where(harness, fake_node):
     s = harness("dev").settings()
     for script in (etcd_script(s, "etcd1"), patroni_script(s, "pg1")):
-        assert subprocess.run([fake_node.shell, "-n", "-c", script]).returncode == 0
+        assert subprocess.run([fake_node.shell, "-n", "-c", script], check=False).returncode == 0
 
     ok = fake_node(patroni_script(s, "pg1"))
     assert ok.returncode == 0, ok.stderr
-    assert "OK pgha-check-etcd" in ok.stdout and "OK pgha-check-patroni" in ok.stdout
+    assert "OK pgha-check-etcd" in ok.stdout
+    assert "OK pgha-check-patroni" in ok.stdout
 
     broken_boot = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="1")
     assert broken_boot.returncode == 1
-    assert "pgha: cloud-init failed on etcd2" in broken_boot.stderr and "package install failed" in broken_boot.stderr
+    assert "pgha: cloud-init failed on etcd2" in broken_boot.stderr
+    assert "package install failed" in broken_boot.stderr
 
     degraded = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="2")
-    assert degraded.returncode == 0 and "recoverable errors" in degraded.stderr
+    assert degraded.returncode == 0
+    assert "recoverable errors" in degraded.stderr
 
     failed = fake_node(patroni_script(s, "pg3"), FAKE_CHECK_RC="1")
     assert failed.returncode == 1

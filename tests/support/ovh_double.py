@@ -77,7 +77,9 @@ def make_handler(api: OvhDouble) -> type[BaseHTTPRequestHandler]:
                 api.calls.append(Call(self.command, u.path, {}, body, None))
                 return self.reply(200, int(time.time()) + api.clock_skew)
             ts = self.headers.get("X-Ovh-Timestamp", "")
-            sig_ok = self.headers.get("X-Ovh-Signature") == ovh_signature(self.command, api.base.removesuffix("/1.0") + self.path, body, ts)
+            sig_ok = self.headers.get("X-Ovh-Signature") == ovh_signature(
+                self.command, api.base.removesuffix("/1.0") + self.path, body, ts
+            )
             api.calls.append(Call(self.command, u.path, parse_qs(u.query), body, sig_ok))
             if self.headers.get("X-Ovh-Application") != AK or not sig_ok:
                 return self.reply(400, {"errorCode": "INVALID_SIGNATURE", "message": "Invalid signature"})
@@ -91,7 +93,11 @@ def make_handler(api: OvhDouble) -> type[BaseHTTPRequestHandler]:
                 return self.reply(403, {"errorCode": "NOT_GRANTED_CALL", "message": "This call has not been granted"})
             if self.command == "GET" and u.path == f"{route}/record":
                 q = parse_qs(u.query)
-                ids = [i for i, r in api.records.items() if [r["fieldType"]] == q.get("fieldType") and [r["subDomain"]] == q.get("subDomain")]
+                ids = [
+                    i
+                    for i, r in api.records.items()
+                    if [r["fieldType"]] == q.get("fieldType") and [r["subDomain"]] == q.get("subDomain")
+                ]
                 return self.reply(200, ids)
             if u.path.startswith(f"{route}/record/"):
                 rid = int(u.path.rsplit("/", 1)[1])

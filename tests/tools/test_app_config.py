@@ -26,9 +26,13 @@ def test_the_php_connector_accepts_the_config(tmp_path: Path) -> None:
         "$c = Pgha\\Failover\\Config::fromJsonFile($argv[1]);"
         "echo json_encode(['dsn' => Pgha\\Failover\\DsnBuilder::build($c), 'pw' => $c->password() === trim(file_get_contents($argv[2]))]);"
     )
-    p = subprocess.run(["php", "-r", code, str(out), str(out.with_name("pg.password"))], capture_output=True, text=True)
+    p = subprocess.run(
+        ["php", "-r", code, str(out), str(out.with_name("pg.password"))], check=False, capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     got = json.loads(p.stdout)
     assert got["pw"] is True
-    assert got["dsn"].startswith("pgsql:host=10.43.0.21,10.43.0.22,10.43.0.23;port=5432,5432,5432;dbname=app;target_session_attrs=read-write")
+    assert got["dsn"].startswith(
+        "pgsql:host=10.43.0.21,10.43.0.22,10.43.0.23;port=5432,5432,5432;dbname=app;target_session_attrs=read-write"
+    )
     assert f"sslrootcert={tmp_path}/pg.ca.crt" in got["dsn"]

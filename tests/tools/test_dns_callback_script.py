@@ -35,8 +35,22 @@ def ovh() -> Iterator[OvhDouble]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(api))
     api.base = f"http://127.0.0.1:{server.server_address[1]}/1.0"
     api.records = {
-        RECORD_ID: {"id": RECORD_ID, "zone": ZONE, "subDomain": "primary-db-prod", "fieldType": "A", "target": "10.43.0.22", "ttl": 60},
-        RECORD_ID + 1: {"id": RECORD_ID + 1, "zone": ZONE, "subDomain": "db-prod", "fieldType": "A", "target": "10.43.0.6", "ttl": 60},
+        RECORD_ID: {
+            "id": RECORD_ID,
+            "zone": ZONE,
+            "subDomain": "primary-db-prod",
+            "fieldType": "A",
+            "target": "10.43.0.22",
+            "ttl": 60,
+        },
+        RECORD_ID + 1: {
+            "id": RECORD_ID + 1,
+            "zone": ZONE,
+            "subDomain": "db-prod",
+            "fieldType": "A",
+            "target": "10.43.0.6",
+            "ttl": 60,
+        },
     }
     grant_callback_rules(api)
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -57,7 +71,9 @@ class Node:
     address: str
 
     def run(self, action: str, role: str, scope: str = "pgha", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.command, action, role, scope], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [*self.command, action, role, scope], check=False, capture_output=True, text=True, timeout=timeout
+        )
 
     def patch_config(self, **changes: Any) -> None:
         c = json.loads(self.config.read_text())
@@ -79,7 +95,9 @@ def node(ovh: OvhDouble, tmp_path: Path) -> Node:
             p.write_text(f.content)
             p.chmod(int(f.mode, 8))
     callbacks = yaml.safe_load(rendered.file("/patroni.yml").content)["postgresql"]["callbacks"]
-    n = Node(shlex.split(callbacks["on_role_change"]), Path(dns_callback.config_path(layout)), s.plan.patroni[0].address)
+    n = Node(
+        shlex.split(callbacks["on_role_change"]), Path(dns_callback.config_path(layout)), s.plan.patroni[0].address
+    )
     # The node's REST API is the double's /primary (plain HTTP in the test).
     n.patch_config(leader_check_url=ovh.base.removesuffix("/1.0") + "/primary", backoff_base=0.05, backoff_cap=0.2)
     return n
@@ -147,8 +165,10 @@ def test_403_fails_at_once_with_a_clear_error(ovh: OvhDouble, node: Node) -> Non
     assert p.returncode == 1
     assert time.monotonic() - t0 < 5, "a 403 must not be retried until the deadline"
     assert f"PUT /domain/zone/{ZONE}/record/{RECORD_ID}: HTTP 403 NOT_GRANTED_CALL" in p.stderr
-    assert "access rule" in p.stderr and f"POST /domain/zone/{ZONE}/refresh" in p.stderr
-    assert ovh.records[RECORD_ID]["target"] == "10.43.0.22" and ovh.refreshed == 0
+    assert "access rule" in p.stderr
+    assert f"POST /domain/zone/{ZONE}/refresh" in p.stderr
+    assert ovh.records[RECORD_ID]["target"] == "10.43.0.22"
+    assert ovh.refreshed == 0
     assert_no_secret_logged(p)
 
 
@@ -157,14 +177,19 @@ def test_transient_errors_are_retried(ovh: OvhDouble, node: Node) -> None:
     p = node.run("on_role_change", "primary")
     assert p.returncode == 0, p.stderr
     assert p.stderr.count("retrying in") == 3
-    assert ovh.records[RECORD_ID]["target"] == node.address and ovh.refreshed == 1
+    assert ovh.records[RECORD_ID]["target"] == node.address
+    assert ovh.refreshed == 1
 
 
 def test_unreachable_api_gives_up_at_the_deadline(node: Node) -> None:
-    node.patch_config(deadline=1, ovh={"endpoint": "http://127.0.0.1:9/1.0", "application_key": AK, "application_secret": AS, "consumer_key": CK})
+    node.patch_config(
+        deadline=1,
+        ovh={"endpoint": "http://127.0.0.1:9/1.0", "application_key": AK, "application_secret": AS, "consumer_key": CK},
+    )
     t0 = time.monotonic()
     p = node.run("on_role_change", "primary")
-    assert p.returncode == 1 and "gave up after" in p.stderr
+    assert p.returncode == 1
+    assert "gave up after" in p.stderr
     assert time.monotonic() - t0 < 1 + 3
     assert_no_secret_logged(p)
 
@@ -181,21 +206,32 @@ def test_former_primary_does_not_overwrite_the_record(ovh: OvhDouble, node: Node
 def test_record_already_right_is_left_alone(ovh: OvhDouble, node: Node) -> None:
     ovh.records[RECORD_ID]["target"] = node.address
     p = node.run("on_start", "primary")
-    assert p.returncode == 0 and "already points at" in p.stderr
-    assert [c.method for c in ovh.ovh_calls()] == ["GET", "GET"] and ovh.refreshed == 0
+    assert p.returncode == 0
+    assert "already points at" in p.stderr
+    assert [c.method for c in ovh.ovh_calls()] == ["GET", "GET"]
+    assert ovh.refreshed == 0
 
 
 @pytest.mark.parametrize("count", [0, 2])
 def test_missing_or_duplicate_record_is_an_error(ovh: OvhDouble, node: Node, count: int) -> None:
     ovh.records = {k: v for k, v in ovh.records.items() if v["subDomain"] != "primary-db-prod"}
     for i in range(count):
-        ovh.records[100 + i] = {"id": 100 + i, "zone": ZONE, "subDomain": "primary-db-prod", "fieldType": "A", "target": "10.43.0.2", "ttl": 60}
+        ovh.records[100 + i] = {
+            "id": 100 + i,
+            "zone": ZONE,
+            "subDomain": "primary-db-prod",
+            "fieldType": "A",
+            "target": "10.43.0.2",
+            "ttl": 60,
+        }
     p = node.run("on_role_change", "primary")
-    assert p.returncode == 1 and "expected exactly one A record primary-db-prod.example.com" in p.stderr
+    assert p.returncode == 1
+    assert "expected exactly one A record primary-db-prod.example.com" in p.stderr
     assert "PUT" not in [c.method for c in ovh.calls]
 
 
 def test_bad_config_exits_2(node: Node) -> None:
     node.config.write_text("{}")
     p = node.run("on_role_change", "primary")
-    assert p.returncode == 2 and "missing key" in p.stderr
+    assert p.returncode == 2
+    assert "missing key" in p.stderr

@@ -49,7 +49,8 @@ def test_sample_matches_what_the_stack_exports() -> None:
     s = load_stack_file("prod", ROOT)
     out = sample()
     assert out["libpq_dsn"] == libpq_dsn(s, s.plan)
-    assert out["patroni_addresses"] == s.plan.addresses("patroni") and out["lb_address"] == s.plan.lb
+    assert out["patroni_addresses"] == s.plan.addresses("patroni")
+    assert out["lb_address"] == s.plan.lb
 
 
 def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:
@@ -57,7 +58,11 @@ def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:
     assert app_config.main(["--stack-output", str(write_sample(tmp_path)), "--out", str(out)]) == 0
     cfg = json.loads(out.read_text())
     assert cfg == {
-        "hosts": [{"host": "10.43.0.21", "port": 5432}, {"host": "10.43.0.22", "port": 5432}, {"host": "10.43.0.23", "port": 5432}],
+        "hosts": [
+            {"host": "10.43.0.21", "port": 5432},
+            {"host": "10.43.0.22", "port": 5432},
+            {"host": "10.43.0.23", "port": 5432},
+        ],
         "dbname": "app",
         "user": "app",
         "sslmode": "verify-full",
@@ -85,8 +90,15 @@ def test_single_address_configs_verify_the_ca(via: str, host: str, port: int) ->
 
 
 def test_overrides() -> None:
-    cfg = app_config.connector_config(sample(), via="haproxy", host="10.43.8.5", application_name="shop", deadline=30, connect_timeout=1)
-    assert (cfg["hosts"], cfg["application_name"], cfg["deadline"], cfg["connect_timeout"]) == ([{"host": "10.43.8.5", "port": 5000}], "shop", 30, 1)
+    cfg = app_config.connector_config(
+        sample(), via="haproxy", host="10.43.8.5", application_name="shop", deadline=30, connect_timeout=1
+    )
+    assert (cfg["hosts"], cfg["application_name"], cfg["deadline"], cfg["connect_timeout"]) == (
+        [{"host": "10.43.8.5", "port": 5000}],
+        "shop",
+        30,
+        1,
+    )
 
 
 def test_password_env_writes_no_password_file(tmp_path: Path) -> None:
@@ -104,15 +116,19 @@ def test_every_problem_at_once() -> None:
     with pytest.raises(app_config.AppConfigError) as exc:
         app_config.connector_config(bad, via="dns")
     text = str(exc.value)
-    assert "--show-secrets" in text and "ca_certificate" in text and "dns_name" in text
+    assert "--show-secrets" in text
+    assert "ca_certificate" in text
+    assert "dns_name" in text
     assert len(exc.value.problems) == 3
 
 
 def test_primary_record_needs_its_output() -> None:
-    with pytest.raises(app_config.AppConfigError, match="endpoint.dns.primary_record"):
+    with pytest.raises(app_config.AppConfigError, match=r"endpoint\.dns\.primary_record"):
         app_config.connector_config(sample(), via="primary-record")
     out = dict(sample(), dns_primary_name="primary-db-prod.example.com")
-    assert app_config.connector_config(out, via="primary-record")["hosts"] == [{"host": "primary-db-prod.example.com", "port": 5432}]
+    assert app_config.connector_config(out, via="primary-record")["hosts"] == [
+        {"host": "primary-db-prod.example.com", "port": 5432}
+    ]
 
 
 def test_inconsistent_dsn_is_refused() -> None:
@@ -121,7 +137,9 @@ def test_inconsistent_dsn_is_refused() -> None:
         app_config.connector_config(bad)
 
 
-def test_stdin_and_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stdin_and_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(sample())))
     assert app_config.main(["--stack-output", "-", "--out", str(tmp_path / "a.json"), "--via", "haproxy"]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["hosts"] == [{"host": "127.0.0.1", "port": 5000}]

@@ -26,7 +26,7 @@ def test_the_python_package_reads_the_php_packages_file() -> None:
     assert Path(str(defaults.DEFAULTS_FILE)).samefile(PHP_DEFAULTS)
     file = json.loads(PHP_DEFAULTS.read_text())
     file.pop("$comment")
-    assert defaults.DEFAULTS == file
+    assert file == defaults.DEFAULTS
 
 
 def test_config_fields_default_to_the_file() -> None:

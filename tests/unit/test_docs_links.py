@@ -70,7 +70,7 @@ def links(text: str) -> list[str]:
 def broken_links(doc: Path) -> list[str]:
     problems = []
     for target in links(doc.read_text()):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # https:, mailto:, ...
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # https:, mailto:, ...
             continue
         path_part, _, fragment = target.partition("#")
         dest = (doc.parent / path_part).resolve() if path_part else doc
@@ -98,7 +98,7 @@ def test_docs_exist_and_readme_links_each_of_them() -> None:
 
 
 @pytest.mark.parametrize(
-    ("heading", "anchor"),
+    "heading, anchor",
     [
         ("Deploy to OVH", "deploy-to-ovh"),
         ("Security groups *and* host firewall", "security-groups-and-host-firewall"),

@@ -49,7 +49,8 @@ def test_conninfo_lists_every_host_and_port_in_order_read_write() -> None:
     assert d["connect_timeout"] == "2"
     assert d["sslmode"] == "verify-full"
     assert d["application_name"] == "w1"
-    assert "password" not in d and "user" not in d
+    assert "password" not in d
+    assert "user" not in d
 
 
 def test_conninfo_read_only_prefers_standby_and_quotes_values(tmp_path: Path) -> None:
@@ -58,7 +59,8 @@ def test_conninfo_read_only_prefers_standby_and_quotes_values(tmp_path: Path) ->
     dsn = conninfo(cfg(dbname="my db", sslrootcert=str(ca)), read_only=True)
     d = conninfo_to_dict(dsn)
     assert d["target_session_attrs"] == "prefer-standby"
-    assert d["dbname"] == "my db" and d["sslrootcert"] == str(ca)
+    assert d["dbname"] == "my db"
+    assert d["sslrootcert"] == str(ca)
     assert "s3cret" not in dsn
 
 
@@ -72,7 +74,7 @@ BAD: list[tuple[str, dict[str, Any], set[str]]] = [
     ("no hosts", {"hosts": ()}, {"hosts"}),
     ("bad host", {"hosts": (Host("bad host!"),)}, {"hosts[0].host"}),
     ("bad port", {"hosts": (Host("h1", 0), Host("h2", 70000))}, {"hosts[0].port", "hosts[1].port"}),
-    ("bool port", {"hosts": (Host("h1", True),)}, {"hosts[0].port"}),  # type: ignore[arg-type]
+    ("bool port", {"hosts": (Host("h1", True),)}, {"hosts[0].port"}),
     ("duplicate host", {"hosts": (Host("H1"), Host("h1"))}, {"hosts[1]"}),
     ("empty dbname", {"dbname": ""}, {"dbname"}),
     ("dsn injection", {"dbname": "app;sslmode=disable"}, {"dbname"}),
@@ -99,20 +101,24 @@ def test_invalid_config_reports_every_failing_key(changes: dict[str, Any], paths
 
 def test_valid_config_passes() -> None:
     c = cfg(connect_timeout=3, deadline=5, backoff_base=0.1, backoff_cap=0.1, io_timeout=2.5, sslrootcert="system")
-    assert c.deadline == 5 and c.io_timeout == 2.5
+    assert c.deadline == 5
+    assert c.io_timeout == 2.5
 
 
 def test_from_dict_unknown_keys_missing_keys_and_password_sources(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PGHA_TEST_PW", raising=False)
     with pytest.raises(InvalidConfig) as exc:
-        Config.from_dict({"hosts": [{"host": "h1", "prot": 1}], "conect_timeout": 2, "password": "a", "password_env": "X"})
+        Config.from_dict(
+            {"hosts": [{"host": "h1", "prot": 1}], "conect_timeout": 2, "password": "a", "password_env": "X"}
+        )
     assert exc.value.keys == {"hosts[0].prot", "conect_timeout", "password", "password_env", "dbname", "user"}
     with pytest.raises(InvalidConfig) as exc:
         Config.from_dict({"hosts": [{"host": "h1"}], "dbname": "d", "user": "u", "password_env": "PGHA_TEST_PW"})
     assert exc.value.keys == {"password_env"}
     monkeypatch.setenv("PGHA_TEST_PW", "from-env")
     c = Config.from_dict({"hosts": [{"host": "h1"}], "dbname": "d", "user": "u", "password_env": "PGHA_TEST_PW"})
-    assert c.password == "from-env" and c.hosts == (Host("h1", 5432),)
+    assert c.password == "from-env"
+    assert c.hosts == (Host("h1", 5432),)
 
 
 def test_from_json_file_resolves_relative_paths(tmp_path: Path) -> None:
@@ -152,7 +158,11 @@ FAILOVER: list[tuple[str, BaseException, bool]] = [
     ("40001 serialization", pe.SerializationFailure("could not serialize access"), False),
     ("40P01 deadlock", pe.DeadlockDetected("deadlock detected"), False),
     ("57014 query canceled", pe.QueryCanceled("canceling statement due to statement timeout"), False),
-    ("23505 whose text looks like a failover", pe.UniqueViolation("Key (v)=(server closed the connection unexpectedly) exists"), False),
+    (
+        "23505 whose text looks like a failover",
+        pe.UniqueViolation("Key (v)=(server closed the connection unexpectedly) exists"),
+        False,
+    ),
     ("not a database error", RuntimeError("server closed the connection unexpectedly"), False),
 ]
 
@@ -163,13 +173,16 @@ def test_failover_classification(err: BaseException, expected: bool) -> None:
 
 
 def test_wrapped_errors_are_classified_through_the_chain() -> None:
-    try:
+    def framework_call() -> None:
         try:
             raise pe.AdminShutdown("bye")
         except psycopg.Error as inner:
             raise RuntimeError("framework wrapper") from inner
-    except RuntimeError as outer:
-        assert is_failover(outer) and sqlstate(outer) == "57P01"
+
+    with pytest.raises(RuntimeError) as outer:
+        framework_call()
+    assert is_failover(outer.value)
+    assert sqlstate(outer.value) == "57P01"
 
 
 def section(host: str, reason: str) -> str:
@@ -178,8 +191,14 @@ def section(host: str, reason: str) -> str:
 
 def multi(*reasons: str) -> psycopg.OperationalError:
     """psycopg's multi-host message: the last error, then one line per attempt."""
-    lines = [f"connection failed: {section('h3', reasons[-1])}", "Multiple connection attempts failed. All failures were:"]
-    lines += [f"- host: 'h{i}', port: '5432', hostaddr: '': connection failed: {section(f'h{i}', r)}" for i, r in enumerate(reasons, 1)]
+    lines = [
+        f"connection failed: {section('h3', reasons[-1])}",
+        "Multiple connection attempts failed. All failures were:",
+    ]
+    lines += [
+        f"- host: 'h{i}', port: '5432', hostaddr: '': connection failed: {section(f'h{i}', r)}"
+        for i, r in enumerate(reasons, 1)
+    ]
     return op("\n".join(lines))
 
 
@@ -205,7 +224,7 @@ def test_backoff_full_jitter_and_clamping() -> None:
     values = iter([0.5, 0.0, 7.0, -3.0, float("nan")])
     b = Backoff(0.1, 0.4, random=lambda: next(values))
     assert [b.delay(n) for n in (3, 3, 3, 3, 3)] == [0.2, 0.0, 0.4, 0.0, 0.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="backoff needs 0 < base <= cap"):
         Backoff(0.5, 0.1)
 
 
@@ -287,7 +306,8 @@ LOST = "consuming input failed: server closed the connection unexpectedly"
 def test_connect_failures_are_retried_with_backoff_and_hook() -> None:
     w = World([op(REFUSED), op(REFUSED), op(REFUSED)])
     conn = w.connector().connect()
-    assert isinstance(conn, FakeConn) and len(w.calls) == 4
+    assert isinstance(conn, FakeConn)
+    assert len(w.calls) == 4
     assert w.sleeps == [0.025, 0.05, 0.1]  # random 0.5 x ceilings 0.05, 0.1, 0.2
     assert w.retries == [(1, 0.025, "OperationalError"), (2, 0.05, "OperationalError"), (3, 0.1, "OperationalError")]
     dsn, kw = w.calls[0]
@@ -302,7 +322,8 @@ def test_read_only_connections_prefer_standby_and_are_cached_separately() -> Non
     rw = db.connect()
     assert ro is not rw
     assert conninfo_to_dict(w.calls[0][0])["target_session_attrs"] == "prefer-standby"
-    assert db.connect_read_only() is ro and ro.pings == 1
+    assert db.connect_read_only() is ro
+    assert ro.pings == 1
 
 
 def test_non_idempotent_work_is_not_replayed_after_it_was_sent() -> None:
@@ -316,8 +337,10 @@ def test_non_idempotent_work_is_not_replayed_after_it_was_sent() -> None:
 
     with pytest.raises(psycopg.OperationalError, match="server closed"):
         db.run(insert)
-    assert calls == ["c1"] and w.sleeps == []
-    assert w.calls and w.script == []
+    assert calls == ["c1"]
+    assert w.sleeps == []
+    assert w.calls
+    assert w.script == []
     # the broken connection was dropped: the next call opens a new one
     assert db.run(lambda conn: conn.name, idempotent=True) == "c2"
 
@@ -334,7 +357,9 @@ def test_idempotent_work_is_retried_on_a_new_connection() -> None:
         return f"ok on {conn.name}"
 
     assert db.run(read, idempotent=True) == "ok on c2"
-    assert seen == ["c1", "c2"] and len(w.sleeps) == 1 and w.retries[0][0] == 1
+    assert seen == ["c1", "c2"]
+    assert len(w.sleeps) == 1
+    assert w.retries[0][0] == 1
 
 
 def test_other_errors_are_raised_at_once_and_roll_back_an_open_transaction() -> None:
@@ -348,7 +373,9 @@ def test_other_errors_are_raised_at_once_and_roll_back_an_open_transaction() -> 
     with pytest.raises(pe.UniqueViolation):
         db.run(fail, idempotent=True)
     conn = db.connect()
-    assert conn.name == "c1" and conn.rollbacks == 1 and not conn.closed
+    assert conn.name == "c1"
+    assert conn.rollbacks == 1
+    assert not conn.closed
     assert w.sleeps == []
 
 
@@ -356,7 +383,8 @@ def test_permanent_connect_failure_is_not_retried() -> None:
     w = World([op(f"connection failed: {section('h1', 'FATAL:  password authentication failed for user')}")])
     with pytest.raises(psycopg.OperationalError, match="password authentication"):
         w.connector().connect()
-    assert len(w.calls) == 1 and w.sleeps == []
+    assert len(w.calls) == 1
+    assert w.sleeps == []
 
 
 def test_non_database_errors_while_connecting_are_not_retried() -> None:
@@ -372,21 +400,27 @@ def test_deadline_raises_failover_timeout_and_never_sleeps_past_it() -> None:
     with pytest.raises(FailoverTimeout) as exc:
         db.connect()
     t = exc.value
-    assert t.attempts == len(w.calls) and t.attempts >= 2
-    assert isinstance(t.__cause__, psycopg.OperationalError) and t.last_error is t.__cause__
+    assert t.attempts == len(w.calls)
+    assert t.attempts >= 2
+    assert isinstance(t.__cause__, psycopg.OperationalError)
+    assert t.last_error is t.__cause__
     # Every attempt started before the deadline; after the 4th (ending at 101.9) the next
     # delay (0.4) would end past it, so it gives up instead of sleeping.
     assert w.starts == pytest.approx([100.0, 100.4, 100.9, 101.6])
     assert w.sleeps == pytest.approx([0.1, 0.2, 0.4])
     assert w.now == pytest.approx(101.9)
-    assert t.deadline == 2.0 and "2s failover deadline" in str(t) and t.elapsed == pytest.approx(1.9)
+    assert t.deadline == 2.0
+    assert "2s failover deadline" in str(t)
+    assert t.elapsed == pytest.approx(1.9)
 
 
 def test_a_running_attempt_is_not_interrupted_by_the_deadline() -> None:
     w = World([op(REFUSED)] * 100, connect_cost=2.5)
     with pytest.raises(FailoverTimeout) as exc:
         w.connector(cfg(deadline=2.0)).connect()
-    assert exc.value.attempts == 1 and w.sleeps == [] and exc.value.elapsed == pytest.approx(2.5)
+    assert exc.value.attempts == 1
+    assert w.sleeps == []
+    assert exc.value.elapsed == pytest.approx(2.5)
 
 
 def test_stale_cached_connection_is_replaced_before_non_idempotent_work() -> None:
@@ -397,7 +431,9 @@ def test_stale_cached_connection_is_replaced_before_non_idempotent_work() -> Non
     stale.ping_error = op(LOST)
     ran_on: list[str] = []
     db.run(lambda conn: ran_on.append(conn.name))
-    assert ran_on == ["c2"] and stale.closed and w.sleeps == []
+    assert ran_on == ["c2"]
+    assert stale.closed
+    assert w.sleeps == []
 
 
 def test_without_ping_a_stale_connection_fails_the_non_idempotent_call() -> None:
@@ -411,7 +447,8 @@ def test_without_ping_a_stale_connection_fails_the_non_idempotent_call() -> None
 
     with pytest.raises(psycopg.OperationalError):
         db.run(insert)
-    assert stale.pings == 0 and stale.closed
+    assert stale.pings == 0
+    assert stale.closed
 
 
 def test_io_timeout_abandons_a_silent_connection() -> None:

@@ -29,7 +29,10 @@ STACKS = ["dev", "prod"]
 def nodes(stack: str):
     s = load_stack_file(stack, ROOT)
     e = {n.name: EtcdNodeSecrets(FAKE_CA, fake_keypair(n.name)) for n in s.plan.etcd}
-    p = {n.name: PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{n.name}-s"), fake_keypair(f"{n.name}-c"), fake_passwords()) for n in s.plan.patroni}
+    p = {
+        n.name: PatroniNodeSecrets(FAKE_CA, fake_keypair(f"{n.name}-s"), fake_keypair(f"{n.name}-c"), fake_passwords())
+        for n in s.plan.patroni
+    }
     return s, render_cluster(s, Target.vm(s), e, p)
 
 
@@ -41,7 +44,8 @@ def cloud_config(node) -> dict:
 @pytest.mark.parametrize("stack", STACKS)
 def test_user_data_carries_every_file(stack: str) -> None:
     _, rendered = nodes(stack)
-    assert [n.role for n in rendered].count("etcd") == 3 and [n.role for n in rendered].count("patroni") == 3
+    assert [n.role for n in rendered].count("etcd") == 3
+    assert [n.role for n in rendered].count("patroni") == 3
     for n in rendered:
         doc = cloud_config(n)
         written = {f["path"]: f for f in doc["write_files"]}
@@ -64,7 +68,9 @@ def test_etcd_config_is_tls_with_client_certs(stack: str) -> None:
             assert cfg[side]["client-cert-auth"] is True
             assert cfg[side]["trusted-ca-file"].endswith("ca.crt")
         assert cfg["listen-client-urls"] == f"https://{s.plan.etcd[i].address}:2379"
-        assert cfg["initial-cluster"] == ",".join(f"etcd{j + 1}=https://{ip}:2380" for j, ip in enumerate(s.plan.addresses("etcd")))
+        assert cfg["initial-cluster"] == ",".join(
+            f"etcd{j + 1}=https://{ip}:2380" for j, ip in enumerate(s.plan.addresses("etcd"))
+        )
         assert cfg["enable-v2"] is False
 
 
@@ -74,14 +80,18 @@ def test_patroni_config_invariants(stack: str) -> None:
     for i, n in enumerate([n for n in rendered if n.role == "patroni"]):
         cfg = yaml.safe_load(n.file("/patroni.yml").content)
         dcs = cfg["bootstrap"]["dcs"]
-        assert dcs["failsafe_mode"] is True and dcs["postgresql"]["use_pg_rewind"] is True
+        assert dcs["failsafe_mode"] is True
+        assert dcs["postgresql"]["use_pg_rewind"] is True
         assert "data-checksums" in cfg["bootstrap"]["initdb"]
         assert dcs["synchronous_mode"] is s.patroni.synchronous_mode
         assert dcs["loop_wait"] + 2 * dcs["retry_timeout"] <= dcs["ttl"]
-        assert cfg["etcd3"]["protocol"] == "https" and cfg["etcd3"]["cert"] and cfg["etcd3"]["key"]
+        assert cfg["etcd3"]["protocol"] == "https"
+        assert cfg["etcd3"]["cert"]
+        assert cfg["etcd3"]["key"]
         assert cfg["etcd3"]["hosts"] == [f"{ip}:2379" for ip in s.plan.addresses("etcd")]
         assert cfg["restapi"]["authentication"]["password"] == fake_passwords().rest_api
-        assert cfg["restapi"]["certfile"] and cfg["restapi"]["keyfile"]
+        assert cfg["restapi"]["certfile"]
+        assert cfg["restapi"]["keyfile"]
         assert cfg["postgresql"]["parameters"]["ssl"] == "on"
         assert cfg["postgresql"]["listen"] == f"{s.plan.patroni[i].address}:5432"
         assert cfg["watchdog"]["mode"] == s.patroni.watchdog
@@ -101,12 +111,19 @@ def test_pg_hba_is_hostssl_scram_only(stack: str) -> None:
         if f[0] == "local":
             assert f[-2:] == ["peer", "map=pgha"] or f[-1] == "peer", line
         elif f[-1] != "reject":
-            assert f[0] == "hostssl" and f[-1] == "scram-sha-256", line
+            assert f[0] == "hostssl", line
+            assert f[-1] == "scram-sha-256", line
             assert f[3] in (s.plan.cidr, *s.patroni.app_cidrs), line
     repl = [line for line in hba if " replication " in f" {line} " and line.startswith("hostssl")]
     assert repl == [f"hostssl replication replicator {s.plan.cidr} scram-sha-256"]
-    assert not [line for line in hba if line.startswith("hostssl") and line.split()[2] == "replicator" and line.split()[1] != "replication"]
-    assert not [line for line in hba if line.startswith("hostssl") and line.split()[2] == "postgres"], "superuser over the network"
+    assert not [
+        line
+        for line in hba
+        if line.startswith("hostssl") and line.split()[2] == "replicator" and line.split()[1] != "replication"
+    ]
+    assert not [line for line in hba if line.startswith("hostssl") and line.split()[2] == "postgres"], (
+        "superuser over the network"
+    )
     assert hba[-2:] == ["host all all 0.0.0.0/0 reject", "host all all ::/0 reject"]
 
 
@@ -122,7 +139,8 @@ def test_app_password_only_as_scram_verifier() -> None:
 def test_scram_verifier_matches_postgres_format() -> None:
     v = scram_sha256("app", "secret")
     assert re.fullmatch(r"SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]{24}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}", v)
-    assert v == scram_sha256("app", "secret") and v != scram_sha256("app", "other")
+    assert v == scram_sha256("app", "secret")
+    assert v != scram_sha256("app", "other")
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -130,7 +148,7 @@ def test_patroni_waits_for_etcd_and_watchdog_on_vms(stack: str) -> None:
     _, rendered = nodes(stack)
     pg = next(n for n in rendered if n.role == "patroni")
     unit = pg.file("pgha-patroni.service").content
-    assert re.search(r"^ExecStartPre=/usr/local/sbin/pgha-check-etcd .*--reachable", unit, re.M)
+    assert re.search(r"^ExecStartPre=/usr/local/sbin/pgha-check-etcd .*--reachable", unit, re.MULTILINE)
     assert "softdog" in pg.file("/etc/modules-load.d/softdog.conf").content
     doc = cloud_config(pg)
     assert doc["mounts"][0][1] == "/var/lib/postgresql"
@@ -142,7 +160,7 @@ def test_patroni_pinned_same_as_lab() -> None:
     _, rendered = nodes("dev")
     pg = next(n for n in rendered if n.role == "patroni")
     pinned = (ROOT / "cloud_init" / "patroni-requirements.txt").read_text()
-    assert re.search(r"^patroni\[etcd3\]==\d+\.\d+\.\d+$", pinned, re.M)
+    assert re.search(r"^patroni\[etcd3\]==\d+\.\d+\.\d+$", pinned, re.MULTILINE)
     assert pg.file("/patroni-requirements.txt").content == pinned
     assert "patroni-requirements.txt" in (ROOT / "scripts" / "setup.sh").read_text()
 
@@ -155,13 +173,18 @@ def test_host_firewall_never_opens_cluster_ports_to_the_world(stack: str) -> Non
         assert "policy drop" in nft
         assert "0.0.0.0/0" not in nft
         if n.role == "etcd":
-            assert re.search(r"ip saddr \{ " + ", ".join(map(re.escape, s.plan.addresses("etcd"))) + r" \} tcp dport 2380 accept", nft)
+            assert re.search(
+                r"ip saddr \{ " + ", ".join(map(re.escape, s.plan.addresses("etcd"))) + r" \} tcp dport 2380 accept",
+                nft,
+            )
 
 
 def test_haproxy_checks_patroni_endpoints() -> None:
     s = load_stack_file("dev", ROOT)
     cfg = render_haproxy(s, Target.vm(s))
-    assert "uri /primary" in cfg and "uri /replica" in cfg and "on-marked-down shutdown-sessions" in cfg
+    assert "uri /primary" in cfg
+    assert "uri /replica" in cfg
+    assert "on-marked-down shutdown-sessions" in cfg
     for ip in s.plan.addresses("patroni"):
         assert f"{ip}:5432 check port 8008" in cfg
 
@@ -177,7 +200,9 @@ def test_templates_have_no_defaults_or_is_defined() -> None:
 
 def test_render_is_pure_no_pulumi_import() -> None:
     for f in (ROOT / "cloud_init").rglob("*.py"):
-        assert "import pulumi" not in f.read_text() and "from pulumi" not in f.read_text(), f
+        text = f.read_text()
+        assert "import pulumi" not in text, f
+        assert "from pulumi" not in text, f
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -207,7 +232,7 @@ def test_render_command_with_broken_stack_writes_nothing(tmp_path: Path, capsys:
 
 
 def test_check_json_lists_every_member() -> None:
-    s, rendered = nodes("prod")
+    _, rendered = nodes("prod")
     pg = next(n for n in rendered if n.role == "patroni")
     check = json.loads(pg.file("/check.json").content)
     assert check["etcd"]["members"] == ["etcd1", "etcd2", "etcd3"]
@@ -221,15 +246,21 @@ def test_replacement_etcd_member_joins_existing_cluster() -> None:
     t, node = Target.vm(s), s.plan.etcd[1]
 
     assert yaml.safe_load(render_etcd_node(s, t, node, sec).file("/etcd.yml").content)["initial-cluster-state"] == "new"
-    assert yaml.safe_load(render_etcd_node(s, t, node, sec, cluster_state="existing").file("/etcd.yml").content)["initial-cluster-state"] == "existing"
-    with pytest.raises(ValueError):
+    assert (
+        yaml.safe_load(render_etcd_node(s, t, node, sec, cluster_state="existing").file("/etcd.yml").content)[
+            "initial-cluster-state"
+        ]
+        == "existing"
+    )
+    with pytest.raises(ValueError, match="cluster_state must be"):
         render_etcd_node(s, t, node, sec, cluster_state="bogus")
 
 
 def test_bastion_has_keys_and_no_password_login() -> None:
     s = load_stack_file("prod", ROOT)
     doc = yaml.safe_load(render_bastion(s))
-    assert doc["ssh_authorized_keys"] == list(s.access.ssh_public_keys) and doc["ssh_pwauth"] is False
+    assert doc["ssh_authorized_keys"] == list(s.access.ssh_public_keys)
+    assert doc["ssh_pwauth"] is False
 
 
 def test_node_scripts_are_installed_verbatim() -> None:

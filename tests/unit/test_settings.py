@@ -65,7 +65,11 @@ BAD: list[tuple[str, dict[str, Any], set[str]]] = [
     ("cidr too small", {"network.cidr": "10.42.0.0/28"}, {"network.cidr"}),
     ("overlapping ranges", {"network.patroni_first_host": 12}, {"network.etcd_first_host"}),
     ("fixed ip in dhcp pool", {"network.patroni_first_host": 150}, {"network.patroni_first_host"}),
-    ("dhcp range inverted", {"network.dhcp_first_host": 220, "network.dhcp_last_host": 210}, {"network.dhcp_first_host"}),
+    (
+        "dhcp range inverted",
+        {"network.dhcp_first_host": 220, "network.dhcp_last_host": 210},
+        {"network.dhcp_first_host"},
+    ),
     ("vlan out of range", {"network.vlan_id": 5000}, {"network.vlan_id"}),
     ("bad region", {"network.region": "gra 11"}, {"network.region"}),
     ("even etcd", {"etcd.members": 4}, {"etcd.members"}),
@@ -85,8 +89,16 @@ BAD: list[tuple[str, dict[str, Any], set[str]]] = [
     ("bad timing profile", {"patroni.timing_profile": "turbo"}, {"patroni.timing_profile"}),
     ("bad watchdog", {"patroni.watchdog": "maybe"}, {"patroni.watchdog"}),
     ("dns without zone", {"endpoint.dns.enabled": True}, {"endpoint.dns.zone"}),
-    ("dns ttl below 60", {"endpoint.dns.enabled": True, "endpoint.dns.zone": "example.com", "endpoint.dns.ttl": 30}, {"endpoint.dns.ttl"}),
-    ("ro listener without lb", {"endpoint.load_balancer.read_only_listener": True}, {"endpoint.load_balancer.read_only_listener"}),
+    (
+        "dns ttl below 60",
+        {"endpoint.dns.enabled": True, "endpoint.dns.zone": "example.com", "endpoint.dns.ttl": 30},
+        {"endpoint.dns.ttl"},
+    ),
+    (
+        "ro listener without lb",
+        {"endpoint.load_balancer.read_only_listener": True},
+        {"endpoint.load_balancer.read_only_listener"},
+    ),
     ("world admin cidr", {"access.admin_cidrs": ["0.0.0.0/0"]}, {"access.admin_cidrs[0]"}),
     ("bastion without admin cidrs", {"access.admin_cidrs": []}, {"access.admin_cidrs"}),
     ("bad vrack service", {"network.vrack_service_name": "my-vrack"}, {"network.vrack_service_name"}),
@@ -105,7 +117,9 @@ def test_bad_config_is_rejected_with_its_paths(changes: dict[str, Any], paths: s
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    raw = with_({"etcd.members": 2, "patroni.ttl": 10, "endpoint.dns.enabled": True, "network.region": DELETE, "etcd.typo": 1})
+    raw = with_(
+        {"etcd.members": 2, "patroni.ttl": 10, "endpoint.dns.enabled": True, "network.region": DELETE, "etcd.typo": 1}
+    )
     with pytest.raises(SettingsError) as exc:
         load("test", raw)
     assert {"etcd.members", "patroni.ttl", "endpoint.dns.zone", "network.region", "etcd.typo"} <= exc.value.paths
@@ -120,7 +134,8 @@ def test_world_admin_cidr_allowed_with_explicit_override() -> None:
 def test_defaults_resolved_and_frozen() -> None:
     s = load("test", base())
     assert (s.patroni.ttl, s.patroni.loop_wait, s.patroni.retry_timeout) == (20, 2, 9)
-    assert s.etcd.members == 3 and s.patroni.nodes == 3
+    assert s.etcd.members == 3
+    assert s.patroni.nodes == 3
     with pytest.raises(AttributeError):
         s.patroni.ttl = 30  # type: ignore[misc]
 
@@ -137,8 +152,13 @@ def test_address_plan_from_subnet() -> None:
     p = s.plan
     assert p.gateway_ip == "10.9.8.1"
     assert p.addresses("etcd") == ["10.9.8.11", "10.9.8.12", "10.9.8.13", "10.9.8.14", "10.9.8.15"]
-    assert [(n.name, n.role, n.address) for n in p.patroni] == [("pg1", "patroni", "10.9.8.21"), ("pg2", "patroni", "10.9.8.22"), ("pg3", "patroni", "10.9.8.23")]
-    assert p.bastion.address == "10.9.8.5" and p.node("etcd5").address == "10.9.8.15"
+    assert [(n.name, n.role, n.address) for n in p.patroni] == [
+        ("pg1", "patroni", "10.9.8.21"),
+        ("pg2", "patroni", "10.9.8.22"),
+        ("pg3", "patroni", "10.9.8.23"),
+    ]
+    assert p.bastion.address == "10.9.8.5"
+    assert p.node("etcd5").address == "10.9.8.15"
     assert len({n.address for n in (*p.cluster, p.bastion)} | {p.lb, p.gateway_ip}) == 11
 
 
@@ -150,8 +170,10 @@ def test_committed_stacks_are_valid(stack: str) -> None:
 
 def test_stacks_differ_as_designed() -> None:
     dev, prod = load_stack_file("dev", ROOT), load_stack_file("prod", ROOT)
-    assert not dev.patroni.synchronous_mode and prod.patroni.synchronous_mode
-    assert prod.endpoint.load_balancer.enabled and prod.endpoint.dns.enabled
+    assert not dev.patroni.synchronous_mode
+    assert prod.patroni.synchronous_mode
+    assert prod.endpoint.load_balancer.enabled
+    assert prod.endpoint.dns.enabled
 
 
 def test_other_namespaces_are_ignored_by_the_loader() -> None:
@@ -163,14 +185,16 @@ def test_other_namespaces_are_ignored_by_the_loader() -> None:
 def test_missing_stack_file_names_known_stacks(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as exc:
         load_stack_file("staging", ROOT)
-    assert "dev" in str(exc.value) and "prod" in str(exc.value)
+    assert "dev" in str(exc.value)
+    assert "prod" in str(exc.value)
 
 
 def test_every_key_has_a_description() -> None:
     rows = describe_schema()
     assert len(rows) > 40
     for key, _, _, doc in rows:
-        assert doc and "\n" not in doc, f"{key}: one-line description missing"
+        assert doc, f"{key}: one-line description missing"
+        assert "\n" not in doc, f"{key}: description must be one line"
 
 
 def test_configuration_table_in_docs_is_current() -> None:

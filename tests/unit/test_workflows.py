@@ -1,8 +1,10 @@
-"""The GitHub workflows are shaped as the deploy docs say (parsed YAML, no tool run;
-their validity against GitHub's schema: tests/tools/test_workflows.py)."""
+"""The GitHub workflows are shaped as the deploy docs say, and test with `make check`
+exactly as pre-commit does (parsed YAML, no tool run; their validity against GitHub's
+schema: tests/tools/test_workflows.py)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,35 @@ def test_deploy_dev_then_prod_with_approval():
         assert "OVH_CLOUD_PROJECT_SERVICE" in jobs[name]["env"], name
         assert jobs[name]["env"]["PGHA_ROLL"] == "${{ inputs.roll }}", name
     assert "roll" in doc["on"]["workflow_dispatch"]["inputs"]
+
+
+def make_targets() -> dict[str, str]:
+    """Makefile target -> its line (prerequisites and ## help)."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    return {line.split(":", 1)[0]: line for line in lines if re.match(r"^[a-z][a-z-]*:", line)}
+
+
+@pytest.mark.parametrize("name", ["preview.yml", "deploy.yml"])
+def test_ci_runs_make_check_after_the_projects_setup(name):
+    steps = load(name)["jobs"]["test"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    assert runs == ["bash scripts/setup.sh", "make check"], "CI checks exactly what a developer's `make check` does"
+
+
+def test_make_check_is_lint_format_types_and_the_fast_tests():
+    targets = make_targets()
+    assert "##" in targets["check"]
+    prerequisites = targets["check"].split(":", 1)[1].split("##")[0].split()
+    assert prerequisites == ["lint", "format-check", "types", "test-fast"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-m pytest -m "unit or components or tools" tests' in makefile
+
+
+def test_pre_commit_runs_the_make_check_targets():
+    hooks = [
+        h for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"] for h in repo["hooks"]
+    ]
+    entries = [h["entry"].split() for h in hooks]
+    assert all(e[:2] == ["make", "-s"] for e in entries), "hooks go through the Makefile, with the project's venv"
+    check = make_targets()["check"].split(":", 1)[1].split("##")[0].split()
+    assert [e[2] for e in entries] == check, "pre-commit runs exactly the targets of `make check`"

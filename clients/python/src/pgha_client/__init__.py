@@ -43,7 +43,13 @@ from .backoff import Backoff
 from .config import KEYS, SSLMODES, Config, has_unsafe_chars, is_valid_host
 from .connector import Connector, io_guard
 from .dsn_builder import conninfo
-from .error_classifier import CONNECTION_LOST_PATTERNS, FAILOVER_SQLSTATES, PERMANENT_CONNECT_PATTERNS, is_failover, is_permanent_connect_failure
+from .error_classifier import (
+    CONNECTION_LOST_PATTERNS,
+    FAILOVER_SQLSTATES,
+    PERMANENT_CONNECT_PATTERNS,
+    is_failover,
+    is_permanent_connect_failure,
+)
 from .errors import FailoverTimeout, InvalidConfig, IoTimeout, sqlstate
 from .host import Host
 

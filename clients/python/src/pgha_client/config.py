@@ -87,7 +87,9 @@ class Config:
             raise InvalidConfig(problems)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None, source: str | None = None) -> Config:
+    def from_dict(
+        cls, data: Mapping[str, Any], base_dir: str | Path | None = None, source: str | None = None
+    ) -> Config:
         """Keys as in the PHP connector's JSON (see KEYS); relative ``password_file`` and
         ``sslrootcert`` are resolved against ``base_dir``."""
         problems: list[tuple[str, str]] = []
@@ -116,7 +118,9 @@ class Config:
         sources = [k for k in ("password", "password_file", "password_env") if k in data]
         if len(sources) > 1:
             for k in sources:
-                problems.append((k, f"only one of password, password_file, password_env may be set (found: {', '.join(sources)})"))
+                problems.append(
+                    (k, f"only one of password, password_file, password_env may be set (found: {', '.join(sources)})")
+                )
         elif sources == ["password"]:
             password = data["password"]
         elif sources == ["password_file"]:
@@ -235,7 +239,9 @@ def _value_problems(c: Any) -> list[tuple[str, str]]:
         elif cert != "system" and not os.access(cert, os.R_OK):
             out.append(("sslrootcert", f"cannot read {cert}"))
     if not _is_int(c.connect_timeout) or not 1 <= c.connect_timeout <= 3600:
-        out.append(("connect_timeout", f"must be an integer number of seconds between 1 and 3600, got {c.connect_timeout!r}"))
+        out.append(
+            ("connect_timeout", f"must be an integer number of seconds between 1 and 3600, got {c.connect_timeout!r}")
+        )
     for key in ("deadline", "backoff_base", "backoff_cap"):
         if not _is_seconds(getattr(c, key)):
             out.append((key, f"must be a number of seconds > 0 and <= 86400, got {getattr(c, key)!r}"))

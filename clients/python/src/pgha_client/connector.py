@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
@@ -139,10 +139,12 @@ class Connector:
 
     def run(self, fn: Callable[[Any], T], idempotent: bool = False) -> T:
         """``fn(conn)`` on the primary; see the module docstring for the retry rules."""
-        return self._execute(fn, idempotent, False)
+        result: T = self._execute(fn, idempotent, False)
+        return result
 
     def run_read_only(self, fn: Callable[[Any], T], idempotent: bool = False) -> T:
-        return self._execute(fn, idempotent, True)
+        result: T = self._execute(fn, idempotent, True)
+        return result
 
     def close(self) -> None:
         for ro in (False, True):
@@ -175,7 +177,9 @@ class Connector:
                 if connecting:
                     # Nothing was sent: any connection failure may be retried, unless
                     # retrying cannot help (authentication, TLS, unknown database...).
-                    if not (isinstance(e, psycopg.OperationalError) or is_failover(e)) or is_permanent_connect_failure(e):
+                    if not (isinstance(e, psycopg.OperationalError) or is_failover(e)) or is_permanent_connect_failure(
+                        e
+                    ):
                         raise
                 else:
                     if not is_failover(e):
@@ -204,7 +208,7 @@ class Connector:
                 with self._guarded(conn):
                     conn.execute("SELECT 1")
                 return conn
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure of the ping means: do not reuse it
                 self._discard(read_only, conn)  # stale (e.g. killed by a failover): replace it
         conn = self._connect(conninfo(self.config, read_only), **self._kwargs)
         if read_only:
@@ -222,10 +226,8 @@ class Connector:
                 self._primary = None
             conn = current
         if conn is not None:
-            try:
+            with suppress(Exception):  # closing a dead connection may raise anything
                 conn.close()
-            except Exception:
-                pass
 
     def _clean_up_after_error(self, read_only: bool, conn: Any) -> None:
         """After a non-failover error inside fn: never keep a connection with an open (and,
@@ -235,5 +237,5 @@ class Connector:
         try:
             if conn.info.transaction_status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
                 conn.rollback()
-        except Exception:
+        except Exception:  # noqa: BLE001 - whatever went wrong, the connection is not reusable
             self._discard(read_only, conn)

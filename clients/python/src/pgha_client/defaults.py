@@ -33,7 +33,11 @@ def load(text: str, source: str = "defaults.json") -> dict[str, Any]:
     data.pop("$comment", None)
     problems = [f"{k}: missing" for k in _TYPES if k not in data]
     problems += [f"{k}: unknown key" for k in data if k not in _TYPES]
-    problems += [f"{k}: must be {_TYPES[k]}, got {v!r}" for k, v in data.items() if k in _TYPES and (isinstance(v, bool) or not isinstance(v, _TYPES[k]))]
+    problems += [
+        f"{k}: must be {_TYPES[k]}, got {v!r}"
+        for k, v in data.items()
+        if k in _TYPES and (isinstance(v, bool) or not isinstance(v, _TYPES[k]))
+    ]
     if problems:
         raise ValueError(f"{source}: " + "; ".join(sorted(problems)))
     return data

@@ -7,7 +7,14 @@ import re
 
 from .errors import IoTimeout, find_psycopg_error, sqlstate
 
-__all__ = ["CONNECTION_LOST_PATTERNS", "FAILOVER_SQLSTATES", "PERMANENT_CONNECT_PATTERNS", "is_failover", "is_permanent_connect_failure", "sqlstate"]
+__all__ = [
+    "CONNECTION_LOST_PATTERNS",
+    "FAILOVER_SQLSTATES",
+    "PERMANENT_CONNECT_PATTERNS",
+    "is_failover",
+    "is_permanent_connect_failure",
+    "sqlstate",
+]
 
 #: SQLSTATEs (besides class 08) meaning "the server went away or is not the primary any more".
 FAILOVER_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "25006"})

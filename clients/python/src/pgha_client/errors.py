@@ -39,7 +39,9 @@ class FailoverTimeout(Exception):
         self.deadline = deadline
         self.last_error = last_error
         s = "" if attempts == 1 else "s"
-        super().__init__(f"gave up after the {deadline:.3g}s failover deadline: {attempts} attempt{s} in {elapsed:.3f}s; last error: {last_error}")
+        super().__init__(
+            f"gave up after the {deadline:.3g}s failover deadline: {attempts} attempt{s} in {elapsed:.3f}s; last error: {last_error}"
+        )
 
     @property
     def sqlstate(self) -> str | None:
