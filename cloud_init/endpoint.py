@@ -14,7 +14,9 @@ from .common import tpl
 
 #: The failover clients' defaults (connect timeout, sslmode, target_session_attrs), declared
 #: once for the PHP and Python clients; the stack's DSN output uses the same values.
-CLIENT_DEFAULTS: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "clients" / "php" / "defaults.json").read_text())
+CLIENT_DEFAULTS: dict[str, Any] = json.loads(
+    (Path(__file__).resolve().parent.parent / "clients" / "php" / "defaults.json").read_text()
+)
 
 
 def render_haproxy(settings: Settings, target: Target) -> str:

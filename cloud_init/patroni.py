@@ -238,7 +238,11 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     if layout.watchdog and pg.watchdog != "off":
         # /dev/watchdog is in the "misc" subsystem, /dev/watchdog0 in "watchdog": re-apply the
         # rule to both by name, whether the device appeared before the rule was written or not.
-        runcmd += [["modprobe", "softdog"], ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"], ["udevadm", "settle"]]
+        runcmd += [
+            ["modprobe", "softdog"],
+            ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"],
+            ["udevadm", "settle"],
+        ]
     runcmd += [
         ["python3", "-m", "venv", layout.patroni_venv],
         [

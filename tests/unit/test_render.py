@@ -153,7 +153,10 @@ def test_patroni_waits_for_etcd_and_watchdog_on_vms(stack: str) -> None:
     doc = cloud_config(pg)
     assert doc["mounts"][0][1] == "/var/lib/postgresql"
     assert doc["fs_setup"][0]["overwrite"] is False
-    assert doc["runcmd"][-2:] == [["systemctl", "enable", "pgha-patroni.service"], ["systemctl", "start", "--no-block", "pgha-patroni.service"]]
+    assert doc["runcmd"][-2:] == [
+        ["systemctl", "enable", "pgha-patroni.service"],
+        ["systemctl", "start", "--no-block", "pgha-patroni.service"],
+    ]
 
 
 def test_patroni_pinned_same_as_lab() -> None:
@@ -282,12 +285,14 @@ def test_watchdog_rule_covers_both_device_nodes() -> None:
     pg = next(n for n in rendered if n.role == "patroni")
     rule = pg.file("/61-pgha-watchdog.rules").content.splitlines()[-1]
     pattern = re.search(r'KERNEL=="([^"]+)"', rule)
-    assert pattern and "SUBSYSTEM" not in rule
+    assert pattern
+    assert "SUBSYSTEM" not in rule
     for dev in ("watchdog", "watchdog0"):
         assert fnmatch.fnmatchcase(dev, pattern.group(1)), dev
     runcmd = cloud_config(pg)["runcmd"]
     triggers = [c for c in runcmd if c[:2] == ["udevadm", "trigger"]]
-    assert triggers and all(not any(a.startswith("--subsystem-match") for a in c) for c in triggers)
+    assert triggers
+    assert all(not any(a.startswith("--subsystem-match") for a in c) for c in triggers)
     assert runcmd.index(["modprobe", "softdog"]) < runcmd.index(triggers[0])
 
 
@@ -299,7 +304,8 @@ def test_cloud_init_never_waits_for_peers() -> None:
         for n in rendered:
             for c in cloud_config(n)["runcmd"]:
                 if c[0] == "systemctl" and any(u.startswith("pgha-") for u in c):
-                    assert "--now" not in c and (c[1] != "start" or "--no-block" in c), (n.name, c)
+                    assert "--now" not in c, (n.name, c)
+                    assert c[1] != "start" or "--no-block" in c, (n.name, c)
         etcd_unit = next(n for n in rendered if n.role == "etcd").file("pgha-etcd.service").content
         assert "TimeoutStartSec=infinity" in etcd_unit
 
