@@ -22,18 +22,18 @@ from pathlib import Path
 
 from cloud_init.settings import SettingsError
 
-from . import cluster as c
+from . import control, errors, observe, rundir
 from .topology import Topology, default_prefix, default_run_dir, load_topology
 
 
 def _topo(args: argparse.Namespace) -> Topology:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
     if (run_dir / "lab.json").exists() and not getattr(args, "fresh", False):
-        return c.open_lab(run_dir)
+        return rundir.open_lab(run_dir)
     return load_topology(args.stack, run_dir, args.prefix or default_prefix())
 
 
-def print_validation(results: list[c.CheckResult]) -> bool:
+def print_validation(results: list[observe.CheckResult]) -> bool:
     print("validation (the scripts the deploy-time remote commands run):")
     for r in results:
         print(f"  {'PASS' if r.ok else 'FAIL'}  {r.node:6} {r.check:27} {r.output}")
@@ -43,18 +43,18 @@ def print_validation(results: list[c.CheckResult]) -> bool:
 def cmd_up(args: argparse.Namespace) -> int:
     topo = _topo(args)
     t0 = time.monotonic()
-    if c.running(topo):
+    if control.running(topo):
         print(f"lab {topo.stack} already running in {topo.run_dir}; checking it")
     else:
         print(f"lab {topo.stack}: rendering node files into {topo.run_dir}")
-        c.prepare(topo)
-        c.start_supervisor(topo)
+        rundir.prepare(topo)
+        control.start_supervisor(topo)
         print("started 3 etcd, 3 Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
-    c.wait_healthy(topo, timeout=args.timeout, show=True)
+    observe.wait_healthy(topo, timeout=args.timeout, show=True)
     print(f"healthy after {time.monotonic() - t0:.1f}s")
-    ok = print_validation(c.validate(topo))
+    ok = print_validation(observe.validate(topo))
     print()
-    print(c.status_table(topo))
+    print(observe.status_table(topo))
     if not ok:
         print(f"\nvalidation FAILED; logs in {topo.run_dir}/logs", file=sys.stderr)
         return 1
@@ -64,11 +64,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    if not c.running(topo):
+    if not control.running(topo):
         print(f"lab {topo.stack} is not running ({topo.run_dir})")
         return 3
-    print(c.status_table(topo))
-    return 0 if print_validation(c.validate(topo, wait=0)) else 1
+    print(observe.status_table(topo))
+    return 0 if print_validation(observe.validate(topo, wait=0)) else 1
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -76,10 +76,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not (run_dir / "lab.json").exists():
         print(f"no lab in {run_dir}")
         return 0
-    topo = c.open_lab(run_dir)
-    c.stop(topo)
-    left = c.leftover_pids(topo)
-    ports = c.bound_ports(topo)
+    topo = rundir.open_lab(run_dir)
+    control.stop(topo)
+    left = control.leftover_pids(topo)
+    ports = observe.bound_ports(topo)
     if left or ports:
         print(f"still running: pids {left}, ports {ports}", file=sys.stderr)
         return 1
@@ -92,17 +92,17 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_switchover(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    lead = c.leader(topo)
+    lead = observe.leader(topo)
     if not lead:
         print("no leader right now", file=sys.stderr)
         return 1
-    cand = args.to or c.switchover_candidate(topo, lead)
-    code, body = c.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
+    cand = args.to or observe.switchover_candidate(topo, lead)
+    code, body = observe.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
     print(f"switchover {lead} -> {cand}: HTTP {code} {body.strip()}")
     if code != 200:
         return 1
-    c.wait_healthy(topo, timeout=60, show=True)
-    print(c.status_table(topo))
+    observe.wait_healthy(topo, timeout=60, show=True)
+    print(observe.status_table(topo))
     return 0
 
 
@@ -125,7 +125,7 @@ def cmd_psql(args: argparse.Namespace) -> int:
 
 def cmd_rotate_certs(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    changed = c.rotate_certs(topo)
+    changed = control.rotate_certs(topo)
     bad = [k for k, (old, new) in changed.items() if old == new or not new]
     for k, (old, new) in sorted(changed.items()):
         print(f"  {k:14} serial {old:x} -> {new:x}")
@@ -138,13 +138,13 @@ def cmd_rotate_certs(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    print(f"{args.node}: pid {c.request_start(topo, args.node)}")
+    print(f"{args.node}: pid {control.request_start(topo, args.node)}")
     return 0
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    print(f"{args.node}: SIGKILL sent to {c.signal_node(topo, args.node, signal.SIGKILL)}")
+    print(f"{args.node}: SIGKILL sent to {control.signal_node(topo, args.node, signal.SIGKILL)}")
     return 0
 
 
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as e:
         print(f"Pulumi.{args.stack}.yaml: {e}", file=sys.stderr)
         return 2
-    except c.LabError as e:
+    except errors.LabError as e:
         print(f"lab: {e}", file=sys.stderr)
         return 1
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from . import cluster as c
+from . import observe
 from .topology import ROOT, Topology
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
@@ -290,7 +290,7 @@ class Monitor:
     def _poll_node(self, node: str) -> None:
         while not self.stop_event.is_set():
             t0 = time.monotonic()
-            code, body = c.rest(self.topo, node, "/patroni", timeout=0.5)
+            code, body = observe.rest(self.topo, node, "/patroni", timeout=0.5)
             now = self.clock.now()
             if code == 200 and isinstance(body, dict):
                 v = NodeView(
@@ -314,7 +314,7 @@ class Monitor:
 
     def _poll_leader_key(self) -> None:
         key = f"/service/{self.topo.settings.patroni.scope}/leader"
-        ctx = c._ssl_ctx(self.topo, client=True)
+        ctx = observe.ssl_context(self.topo, client=True)
         body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
         port = self.topo.settings.etcd.client_port
         while not self.stop_event.is_set():

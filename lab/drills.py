@@ -41,14 +41,13 @@ from typing import Any
 
 from cloud_init.settings import TIMING_PROFILES
 
-from . import cluster as c
-from . import netcut
+from . import control, errors, netcut, observe
 from .drill_load import LoadSettings, Recorder, ensure_tables, present_seqs
 from .drill_report import client_summary, dual_primaries, leadership, plot, table
 from .topology import Topology
 
 
-class DrillError(c.LabError):
+class DrillError(errors.LabError):
     pass
 
 
@@ -65,7 +64,7 @@ class Timing:
 def current_timing(topo: Topology) -> Timing:
     """The timing in force: Patroni's dynamic configuration (DCS), from any node."""
     for n in topo.pg_names:
-        code, body = c.rest(topo, n, "/config")
+        code, body = observe.rest(topo, n, "/config")
         if code == 200 and isinstance(body, dict):
             return Timing(int(body["ttl"]), int(body["loop_wait"]), int(body["retry_timeout"]))
     raise DrillError("no Patroni node answered GET /config")
@@ -78,19 +77,19 @@ def apply_timing(topo: Topology, profile: str) -> Timing:
     before = current_timing(topo)
     if before == want:
         return want
-    lead = c.leader(topo) or topo.pg_names[0]
-    code, body = c.rest_post(topo, lead, "/config", {"ttl": want.ttl, "loop_wait": want.loop_wait, "retry_timeout": want.retry_timeout}, method="PATCH")
+    lead = observe.leader(topo) or topo.pg_names[0]
+    code, body = observe.rest_post(topo, lead, "/config", {"ttl": want.ttl, "loop_wait": want.loop_wait, "retry_timeout": want.retry_timeout}, method="PATCH")
     if code != 200:
         raise DrillError(f"PATCH /config on {lead}: HTTP {code} {body.strip()}")
     # Every node picks the new values up at its next HA loop (at most the old loop_wait).
     deadline = time.monotonic() + before.loop_wait + want.loop_wait + 30
     while time.monotonic() < deadline:
-        views = [c.rest(topo, n, "/config")[1] for n in topo.pg_names]
+        views = [observe.rest(topo, n, "/config")[1] for n in topo.pg_names]
         if all(isinstance(v, dict) and Timing(v["ttl"], v["loop_wait"], v["retry_timeout"]) == want for v in views):
             break
         time.sleep(0.5)
     time.sleep(before.loop_wait + 1)
-    c.wait_healthy(topo, timeout=120)
+    observe.wait_healthy(topo, timeout=120)
     return want
 
 
@@ -126,7 +125,7 @@ def _kill(pids: list[int], sig: int) -> list[int]:
 def kill_node(topo: Topology, node: str) -> list[int]:
     """SIGKILL a Patroni node entirely: Patroni, the postmaster and every backend, as if
     the machine died (a bare SIGKILL of the postmaster leaves backends to exit later)."""
-    patroni, pm = c.pid_of(topo, node), c.postmaster_of(topo, node)
+    patroni, pm = control.pid_of(topo, node), control.postmaster_of(topo, node)
     backends = children(pm) if pm else []
     return _kill([p for p in (patroni, pm) if p] + backends, signal.SIGKILL)
 
@@ -134,7 +133,7 @@ def kill_node(topo: Topology, node: str) -> list[int]:
 def freeze_node(topo: Topology, node: str) -> list[int]:
     """SIGSTOP Patroni, the postmaster and every backend (postmaster first, so it forks
     nothing new while its children are being stopped)."""
-    patroni, pm = c.pid_of(topo, node), c.postmaster_of(topo, node)
+    patroni, pm = control.pid_of(topo, node), control.postmaster_of(topo, node)
     stopped = _kill([pm] if pm else [], signal.SIGSTOP)
     if pm:
         stopped += _kill(children(pm), signal.SIGSTOP)
@@ -144,7 +143,7 @@ def freeze_node(topo: Topology, node: str) -> list[int]:
 
 def etcd_status(topo: Topology) -> dict[str, dict[str, Any]]:
     """etcd's maintenance status per member that answers (member_id, leader)."""
-    ctx = c._ssl_ctx(topo, client=True)
+    ctx = observe.ssl_context(topo, client=True)
     out = {}
     for n, ip in zip(topo.etcd_names, topo.plan.etcd, strict=True):
         req = urllib.request.Request(f"https://{ip}:{topo.settings.etcd.client_port}/v3/maintenance/status", data=b"{}", method="POST")
@@ -246,7 +245,7 @@ def s_node_death(d: Drill) -> None:
     t = d.wait(d.promoted, d.timing.ttl + 60, "a replica to be promoted")
     d.recovered_after(t, 60)
     since = d.mark("restore", f"restart {old}")
-    c.request_start(d.topo, old)
+    control.request_start(d.topo, old)
     d.measure_rejoin(old, since)
 
 
@@ -287,9 +286,9 @@ def s_partition(d: Drill) -> None:
 
 def s_switchover(d: Drill) -> None:
     old = d.old_leader
-    cand = c.switchover_candidate(d.topo, old)
+    cand = observe.switchover_candidate(d.topo, old)
     since = d.mark("fault", f"switchover {old}->{cand}")
-    code, body = c.rest_post(d.topo, old, "/switchover", {"leader": old, "candidate": cand})
+    code, body = observe.rest_post(d.topo, old, "/switchover", {"leader": old, "candidate": cand})
     if code != 200:
         raise DrillError(f"switchover refused: HTTP {code} {body.strip()}")
     t = d.wait(lambda: d.promoted() == cand, 60, f"{cand} to be promoted")
@@ -302,11 +301,11 @@ def s_etcd_loss_1(d: Drill) -> None:
     d.extra["etcd_killed"] = [victim]
     d.notes.append(f"killed the etcd leader {victim}")
     d.mark("fault", f"SIGKILL {victim} (etcd leader)")
-    c.signal_node(d.topo, victim, signal.SIGKILL)
+    control.signal_node(d.topo, victim, signal.SIGKILL)
     d.hold(d.timing.ttl + d.timing.loop_wait)
     d.mark("restore", f"restart {victim}")
-    c.request_start(d.topo, victim)
-    d.wait(lambda: all(c.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
+    control.request_start(d.topo, victim)
+    d.wait(lambda: all(observe.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
 
 
 def s_etcd_loss_2(d: Drill) -> None:
@@ -316,7 +315,7 @@ def s_etcd_loss_2(d: Drill) -> None:
     offset = log_size(d.topo, d.old_leader)
     d.mark("fault", f"SIGKILL {' '.join(victims)} (quorum lost)")
     for v in victims:
-        c.signal_node(d.topo, v, signal.SIGKILL)
+        control.signal_node(d.topo, v, signal.SIGKILL)
     d.hold(d.timing.ttl + d.timing.retry_timeout + d.timing.loop_wait)
     d.extra["primary_during_outage"] = d.rec.monitor.primaries()
     # Patroni's own word that failsafe mode kept the primary (all members answered /failsafe).
@@ -327,15 +326,15 @@ def s_etcd_loss_2(d: Drill) -> None:
     )
     d.mark("restore", f"restart {' '.join(victims)}")
     for v in victims:
-        c.request_start(d.topo, v)
-    d.wait(lambda: all(c.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
+        control.request_start(d.topo, v)
+    d.wait(lambda: all(observe.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
     d.wait(lambda: d.rec.monitor.leader_key is not None and d.rec.monitor.etcd_reachable, 60, "a leader key in etcd")
 
 
 def sync_standbys(topo: Topology) -> list[str]:
     """Streaming sync standbys as the DCS says (/cluster). A node's own /patroni flag can
     lag by up to loop_wait: it is refreshed by that node's HA loop."""
-    ms = (c.cluster(topo) or {}).get("members", [])
+    ms = (observe.cluster(topo) or {}).get("members", [])
     return sorted(m["name"] for m in ms if m.get("role") == "sync_standby" and m.get("state") == "streaming")
 
 
@@ -356,7 +355,7 @@ def s_replica_loss(d: Drill) -> None:
     d.recovered_after(since, 60)
     d.hold(1.0)
     since = d.mark("restore", f"restart {victim}")
-    c.request_start(d.topo, victim)
+    control.request_start(d.topo, victim)
     d.measure_rejoin(victim, since)
     d.extra["replica_rejoin_s"] = d.rejoin_s
     d.notes.append(
@@ -368,14 +367,14 @@ def s_replica_loss(d: Drill) -> None:
 
 def s_postgres_crash(d: Drill) -> None:
     old = d.old_leader
-    pm = c.postmaster_of(d.topo, old)
+    pm = control.postmaster_of(d.topo, old)
     if not pm:
         raise DrillError(f"no postmaster for {old}")
     since = d.mark("fault", f"SIGKILL postmaster of {old}")
     os.kill(pm, signal.SIGKILL)
 
     def restarted() -> bool:
-        new = c.postmaster_of(d.topo, old)
+        new = control.postmaster_of(d.topo, old)
         v = d.rec.monitor.view(old)
         return bool(new and new != pm and v and v.primary and v.t > since) or d.promoted() is not None
 
@@ -430,9 +429,9 @@ def restore(topo: Topology, frozen: list[int], timeout: float = 180) -> None:
     if frozen:
         _kill(frozen, signal.SIGCONT)
     for n in [*topo.etcd_names, *topo.pg_names, "haproxy"]:
-        if c.pid_of(topo, n) is None:
-            c.request_start(topo, n)
-    c.wait_healthy(topo, timeout=timeout)
+        if control.pid_of(topo, n) is None:
+            control.request_start(topo, n)
+    observe.wait_healthy(topo, timeout=timeout)
 
 
 def run_drill(
@@ -455,9 +454,9 @@ def run_drill(
     if result["skipped"]:
         log(f"[{sc.number} {sc.name}] skipped: {result['skipped']}")
         return result
-    c.wait_healthy(topo, timeout=180)
+    observe.wait_healthy(topo, timeout=180)
     timing = current_timing(topo)
-    old = c.leader(topo)
+    old = observe.leader(topo)
     if not old:
         raise DrillError("no leader before the drill")
     ensure_tables(topo)
@@ -486,7 +485,7 @@ def run_drill(
         try:
             restore(topo, d.frozen)
             healthy = True
-        except c.LabError as e:
+        except errors.LabError as e:
             error = (error + "; " if error else "") + f"not healthy afterwards: {e}"
         present = {p: present_seqs(topo, cl) for p, cl in rec.clients.items()} if healthy else None
     finally:
@@ -558,7 +557,7 @@ def write_summary(out_dir: Path, results: list[dict[str, Any]]) -> None:
 
 def cli(topo: Topology, names: list[str], all_: bool, profile: str | None, out: str | None) -> int:
     """``python -m lab drill``: run scenarios on the running lab, print the table."""
-    if not c.running(topo):
+    if not control.running(topo):
         print(f"lab {topo.stack} is not running ({topo.run_dir}); start it with: python -m lab --stack {topo.stack} up")
         return 3
     if all_:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from lab import cluster as c
+from lab import control, observe, rundir
 from lab.topology import Topology, load_topology, scratch_dir
 
 FAILED: list[str] = []
@@ -31,10 +31,10 @@ def start_lab(stack: str, prefix: str) -> Topology:
     if run_dir.exists():
         shutil.rmtree(run_dir)
     topo = load_topology(stack, run_dir, prefix)
-    c.prepare(topo)
-    c.start_supervisor(topo)
+    rundir.prepare(topo)
+    control.start_supervisor(topo)
     try:
-        c.wait_healthy(topo, timeout=120)
+        observe.wait_healthy(topo, timeout=120)
     except BaseException:
         FAILED.append(f"lab {stack} did not come up")
         finish_lab(topo)
@@ -43,7 +43,7 @@ def start_lab(stack: str, prefix: str) -> Topology:
 
 
 def finish_lab(topo: Topology) -> None:
-    c.stop(topo)
+    control.stop(topo)
     if FAILED:
         print(f"\nlab run dir kept for inspection: {topo.run_dir} (logs/ has one log per process)")
     else:

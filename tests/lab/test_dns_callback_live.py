@@ -15,7 +15,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from cloud_init.secrets import OvhApiCredentials
-from lab import cluster as c
+from lab import control, observe, rundir
 from lab.topology import Topology, load_topology, scratch_dir
 from tests.unit import test_dns_callback as ovh
 
@@ -48,12 +48,12 @@ def dns_lab() -> Iterator[tuple[Topology, Api]]:
     topo.settings = replace(s, endpoint=replace(s.endpoint, dns=replace(s.endpoint.dns, primary_record=True)))
     topo.dns_api = OvhApiCredentials(ovh.AK, ovh.AS, ovh.CK, endpoint=double.base)
     try:
-        c.prepare(topo)
-        c.start_supervisor(topo)
-        c.wait_healthy(topo, timeout=120)
+        rundir.prepare(topo)
+        control.start_supervisor(topo)
+        observe.wait_healthy(topo, timeout=120)
         yield topo, Api(double)
     finally:
-        c.stop(topo)
+        control.stop(topo)
         srv.shutdown()
         if FAILED:
             print(f"\ndns lab run dir kept for inspection: {run_dir}")
@@ -63,17 +63,17 @@ def dns_lab() -> Iterator[tuple[Topology, Api]]:
 
 def test_record_points_at_the_bootstrapped_primary(dns_lab: tuple[Topology, Api]) -> None:
     topo, api = dns_lab
-    leader = c.leader(topo)
+    leader = observe.leader(topo)
     assert leader
     wait_for(lambda: api.target() == topo.address(leader), 30, "the record to name the first primary")
 
 
 def test_record_follows_a_switchover(dns_lab: tuple[Topology, Api]) -> None:
     topo, api = dns_lab
-    old = c.leader(topo)
+    old = observe.leader(topo)
     assert old
-    cand = c.switchover_candidate(topo, old)
-    code, body = c.rest_post(topo, old, "/switchover", {"leader": old, "candidate": cand})
+    cand = observe.switchover_candidate(topo, old)
+    code, body = observe.rest_post(topo, old, "/switchover", {"leader": old, "candidate": cand})
     assert code == 200, body
     wait_for(lambda: api.target() == topo.address(cand), 60, f"the record to follow {cand}")
     calls = api.double.calls

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from lab import cluster as c
-from lab import netcut
+from lab import control, netcut, observe, rundir
 from lab.drills import SCENARIOS, run_drill
 from lab.topology import Topology, load_topology, scratch_dir
 
@@ -31,18 +30,18 @@ def drill_lab() -> Iterator[Topology]:
     run_dir = scratch_dir("pgha-lab-tests") / f"drills-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     topo = load_topology("prod", run_dir, PREFIX)
-    c.prepare(topo)
-    c.start_supervisor(topo)
+    rundir.prepare(topo)
+    control.start_supervisor(topo)
     try:
-        c.wait_healthy(topo, timeout=120)
+        observe.wait_healthy(topo, timeout=120)
     except BaseException:
         FAILED.append("drill lab did not come up")
-        c.stop(topo)
+        control.stop(topo)
         raise
     try:
         yield topo
     finally:
-        c.stop(topo)
+        control.stop(topo)
         if FAILED:
             print(f"\ndrill lab run dir kept for inspection: {run_dir} (logs/, drills/)")
         else:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import cluster as c
+from lab import control, observe, rundir
 from lab.topology import scratch_dir
 
 pytestmark = pytest.mark.lab
@@ -36,21 +36,21 @@ def test_up_status_down_cycle() -> None:
         assert p.returncode == 0, p.stdout + p.stderr
         assert "validation passed" in p.stdout
         assert p.stdout.count("\n  PASS  ") == 9 and "\n  FAIL  " not in p.stdout
-        secrets = c.open_lab(run_dir).passwords()
+        secrets = rundir.open_lab(run_dir).passwords()
         for pw in secrets.__dict__.values():
             assert pw not in p.stdout + p.stderr, "a password reached the lab's output"
-        topo = c.open_lab(run_dir)
-        first_leader = c.leader(topo)
+        topo = rundir.open_lab(run_dir)
+        first_leader = observe.leader(topo)
 
         p = lab(run_dir, "status")
         assert p.returncode == 0, p.stdout + p.stderr
         p = lab(run_dir, "up")  # on a running lab: safe, nothing restarted
         assert p.returncode == 0 and "already running" in p.stdout, p.stdout + p.stderr
-        assert c.leader(topo) == first_leader
+        assert observe.leader(topo) == first_leader
 
         p = lab(run_dir, "down")
         assert p.returncode == 0, p.stdout + p.stderr
-        assert c.leftover_pids(topo) == [] and c.bound_ports(topo) == []
+        assert control.leftover_pids(topo) == [] and observe.bound_ports(topo) == []
 
         p = lab(run_dir, "up")  # from the existing data and secrets
         assert p.returncode == 0, p.stdout + p.stderr

@@ -1,0 +1,7 @@
+"""The lab's one exception: what went wrong, in words a user can act on."""
+
+from __future__ import annotations
+
+
+class LabError(RuntimeError):
+    pass
