@@ -1,4 +1,4 @@
-"""Failover benchmark: the drills of lab/drills.py, N times per Patroni timing profile,
+"""Failover benchmark: the drills of lab/drills/, N times per Patroni timing profile,
 on a lab of its own. Prints min/median/max of the client-observed RTO per client path
 (libpq multi-host DSN, HAProxy) and of the old primary's rejoin time, and the ratio of
 the medians between the profiles.
@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from cloud_init.settings import TIMING_PROFILES  # noqa: E402
 from lab import control, observe, rundir  # noqa: E402
-from lab.drills import SCENARIOS, apply_timing, resolve, run_drill  # noqa: E402
+from lab.drills.run import run_drill  # noqa: E402
+from lab.drills.scenarios import SCENARIOS, resolve  # noqa: E402
+from lab.drills.timing import apply_timing  # noqa: E402
 from lab.topology import load_topology, scratch_dir  # noqa: E402
 
 DEFAULT_SCENARIOS = "node-death,frozen-primary,switchover,replica-loss,postgres-crash"

@@ -149,7 +149,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from .drills import cli as drill_cli
+    from .drills.run import cli as drill_cli
 
     return drill_cli(_topo(args), args.scenarios, args.all, args.timing_profile, args.out)
 
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("node")
     kl = sub.add_parser("kill", help="SIGKILL a node's daemon (and its PostgreSQL)")
     kl.add_argument("node")
-    dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills.py)")
-    dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills.py)")
+    dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills/)")
+    dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills/scenarios.py)")
     dr.add_argument("--all", action="store_true", help="every scenario, in order")
     dr.add_argument("--timing-profile", help="a timing profile (cloud_init/settings.py) to PATCH into Patroni's config first")
     dr.add_argument("--out", help="output directory (default <run dir>/drills/<UTC stamp>)")

@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class LabError(RuntimeError):
     pass
+
+
+class DrillError(LabError):
+    """A failover drill could not do what it set out to (lab/drills/)."""

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import netcut
+from .drills import netcut
 from .topology import Topology, run_user
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -116,7 +116,7 @@ class Supervisor:
             **kw,  # type: ignore[arg-type]
         )
         log.close()
-        # Its own cgroup, so a drill can cut this node off the network (lab/netcut.py).
+        # Its own cgroup, so a drill can cut this node off the network (lab/drills/netcut.py).
         netcut.join(self.topo, name, self.procs[name].pid)
         self.write_state()
 

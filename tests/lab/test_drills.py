@@ -2,7 +2,7 @@
 
 One lab for the module (127.79.x.y, run dir pgha-lab-tests/drills-<pid> under the temp dir, kept when
 a test failed: logs/ plus drills/ with each drill's JSON, raw attempts and PNG). Each
-test runs one scenario of lab/drills.py, which ends with the cluster healthy again.
+test runs one scenario of lab/drills/scenarios.py, which ends with the cluster healthy again.
 Timings are figures for bench/failover.py."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from lab import control, netcut, observe, rundir
-from lab.drills import SCENARIOS, run_drill
+from lab import control, observe, rundir
+from lab.drills import netcut
+from lab.drills.run import run_drill
+from lab.drills.scenarios import SCENARIOS
 from lab.topology import Topology, load_topology, scratch_dir
 
 from .conftest import FAILED

@@ -140,7 +140,9 @@ def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str
 
 def test_postgres_refuses_non_tls(sync_lab: Topology) -> None:
     with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
-        psycopg.connect(sync_lab.node_dsn(observe.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app)
+        psycopg.connect(
+            sync_lab.node_dsn(observe.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app
+        )
 
 
 def test_postgres_auth_methods_are_scram_only(sync_lab: Topology) -> None:

@@ -13,7 +13,8 @@
 - The monitor polls each node's Patroni ``/patroni`` and the leader key in etcd, and
   records every change (role, state, replication state, sync standby, leader).
 
-All times are seconds on one monotonic clock, relative to the recorder's start.
+Every attempt is an :class:`lab.drills.events.Attempt`; all times are seconds on one
+monotonic clock, relative to the recorder's start.
 """
 
 from __future__ import annotations
@@ -29,35 +30,15 @@ from typing import Any
 
 import psycopg
 
-from . import observe
-from .topology import ROOT, Topology
+from .. import observe
+from ..topology import ROOT, Topology
+from .events import COMMITTED, DOWN, LOCAL_ONLY, NOT_COMMITTED, READ_ONLY, UNKNOWN, Attempt
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 import pgha_client  # noqa: E402
 
 DRILL_TABLE = "pgha_drill"
 PROBE_TABLE = "pgha_drill_probe"
-
-COMMITTED = "committed"
-NOT_COMMITTED = "not_committed"
-UNKNOWN = "unknown"
-READ_ONLY = "read_only"  # probe: the node is a standby (25006)
-LOCAL_ONLY = "local_only"  # probe: committed locally, the synchronous standby never confirmed
-DOWN = "down"  # probe: no connection / no answer
-
-
-@dataclass
-class Attempt:
-    source: str  #: "libpq", "haproxy" or "probe:<node>"
-    seq: int
-    t0: float  #: sent
-    t1: float  #: answered (ack or error)
-    outcome: str
-    node: str | None  #: node that committed (inet_server_addr), or the probed node
-    error: str | None = None
-
-    def row(self) -> list[Any]:
-        return [self.source, self.seq, round(self.t0, 4), round(self.t1, 4), self.outcome, self.node, self.error]
 
 
 @dataclass(frozen=True)
