@@ -1,4 +1,4 @@
-"""Lab bring-up benchmark: time from nothing to healthy (3 etcd healthy, a leader,
+"""Lab bring-up benchmark: time from nothing to healthy (every etcd member healthy, a leader,
 N-1 replicas streaming, sync standby in synchronous mode; TLS on everywhere), and
 the daemons' peak memory (PSS summed over every process the lab runs).
 

@@ -1,6 +1,7 @@
 """python -m lab <command>: the pgha cluster, for real, on loopback addresses.
 
-up          render the stack's node files, start 3 etcd + 3 Patroni/PostgreSQL + HAProxy,
+up          render the stack's node files, start its etcd members, Patroni/PostgreSQL nodes
+            and HAProxy,
             wait with live progress, validate, print the status (safe when running)
 status      the status table and validation
 down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
@@ -49,7 +50,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"lab {topo.stack}: rendering node files into {topo.run_dir}")
         rundir.prepare(topo)
         control.start_supervisor(topo)
-        print("started 3 etcd, 3 Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
+        print(f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
     observe.wait_healthy(topo, timeout=args.timeout, show=True)
     print(f"healthy after {time.monotonic() - t0:.1f}s")
     ok = print_validation(observe.validate(topo))

@@ -9,8 +9,9 @@ member healthy, a leader, replicas streaming, a sync standby in synchronous mode
                   node's cgroup, lab/drills/netcut.py; clients still reach it), then heal
 4 switchover      planned switchover through Patroni's REST API
 5 etcd-loss-1     SIGKILL the etcd leader for ttl + loop_wait; restart it
-6 etcd-loss-2     SIGKILL 2 of 3 etcd members (quorum lost: failsafe mode keeps the
-                  primary, no promotion) for ttl + retry_timeout + loop_wait; restart
+6 etcd-loss-2     SIGKILL a majority of the etcd members, the leader first (2 of 3,
+                  3 of 5: quorum lost; failsafe mode keeps the primary, no
+                  promotion) for ttl + retry_timeout + loop_wait; restart them
 7 replica-loss    SIGKILL the synchronous standby (any replica when asynchronous);
                   writes must go on with the other replica; restart it
 8 postgres-crash  SIGKILL the primary's postmaster only; Patroni restarts it
@@ -158,12 +159,22 @@ def s_etcd_loss_1(d: Drill) -> None:
     d.hold(d.timing.ttl + d.timing.loop_wait)
     d.mark("restore", f"restart {victim}")
     control.request_start(d.topo, victim)
-    d.wait(lambda: all(observe.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
+    wait_etcd_healthy(d)
+
+
+def quorum_loss(members: int) -> int:
+    """How many of ``members`` etcd members must be lost for quorum to be lost: a majority."""
+    return members // 2 + 1
+
+
+def wait_etcd_healthy(d: Drill) -> None:
+    n = len(d.topo.etcd_names)
+    d.wait(lambda: all(observe.etcd_health(d.topo).values()), 60, f"etcd {n}/{n} healthy", interval=0.5)
 
 
 def s_etcd_loss_2(d: Drill) -> None:
     lead = observe.etcd_leader(d.topo) or d.topo.etcd_names[0]
-    victims = [lead] + [n for n in d.topo.etcd_names if n != lead][:1]
+    victims = [lead] + [n for n in d.topo.etcd_names if n != lead][: quorum_loss(len(d.topo.etcd_names)) - 1]
     d.extra["etcd_killed"] = victims
     offset = observe.log_size(d.topo, d.old_leader)
     d.mark("fault", f"SIGKILL {' '.join(victims)} (quorum lost)")
@@ -180,7 +191,7 @@ def s_etcd_loss_2(d: Drill) -> None:
     d.mark("restore", f"restart {' '.join(victims)}")
     for v in victims:
         control.request_start(d.topo, v)
-    d.wait(lambda: all(observe.etcd_health(d.topo).values()), 60, "etcd 3/3 healthy", interval=0.5)
+    wait_etcd_healthy(d)
     d.wait(lambda: d.rec.monitor.leader_key is not None and d.rec.monitor.etcd_reachable, 60, "a leader key in etcd")
 
 
@@ -246,8 +257,8 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(2, "frozen-primary", "SIGSTOP the primary longer than ttl, then SIGCONT", s_frozen_primary),
         Scenario(3, "partition", "cut the primary off from etcd and its peers, then heal", s_partition, partition_unavailable),
         Scenario(4, "switchover", "planned switchover", s_switchover),
-        Scenario(5, "etcd-loss-1", "lose 1 of 3 etcd members (the leader)", s_etcd_loss_1),
-        Scenario(6, "etcd-loss-2", "lose 2 of 3 etcd members (failsafe mode)", s_etcd_loss_2),
+        Scenario(5, "etcd-loss-1", "lose 1 etcd member (the leader)", s_etcd_loss_1),
+        Scenario(6, "etcd-loss-2", "lose a majority of the etcd members (failsafe mode)", s_etcd_loss_2),
         Scenario(7, "replica-loss", "lose a replica (the sync standby in synchronous mode)", s_replica_loss),
         Scenario(8, "postgres-crash", "SIGKILL the primary's postmaster, Patroni alive", s_postgres_crash),
     )

@@ -141,7 +141,8 @@ def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str
 def test_postgres_refuses_non_tls(sync_lab: Topology) -> None:
     with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
         psycopg.connect(
-            sync_lab.node_dsn(observe.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app
+            sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("sslmode=verify-full", "sslmode=disable"),
+            password=sync_lab.passwords().app,
         )
 
 
@@ -180,7 +181,7 @@ def test_wrong_password_is_refused(sync_lab: Topology) -> None:
 
 
 def test_replication_role_cannot_connect_to_databases(sync_lab: Topology) -> None:
-    dsn = sync_lab.node_dsn(observe.leader(sync_lab) or "pg1").replace("user=app", "user=replicator")
+    dsn = sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("user=app", "user=replicator")
     with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
         psycopg.connect(dsn, password=sync_lab.passwords().replication)
 
@@ -245,7 +246,7 @@ def test_rotate_certs_with_no_failed_write(sync_lab: Topology) -> None:
         stop.set()
         t.join()
     assert all(new and new != old for old, new in changed.values()), changed
-    assert len(changed) == 3 * 2 + 3 * 2  # etcd client+peer, Patroni REST + PostgreSQL
+    assert len(changed) == 2 * len(sync_lab.etcd_names) + 2 * len(sync_lab.pg_names)  # etcd client+peer, Patroni REST + PostgreSQL
     assert failures == []
     assert len(acks) > 10
     observe.wait_healthy(sync_lab, timeout=30)

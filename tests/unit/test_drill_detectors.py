@@ -188,3 +188,13 @@ def test_the_old_leader_staying_primary_is_no_failover() -> None:
     }
     r = leadership(log, "pg1", fault_t=3.0)
     assert not r["failover"] and r["new_leader"] is None and r["promotions"] == []
+
+
+# ------------------------------------------------------------------ how many etcd members the quorum drill kills
+
+
+@pytest.mark.parametrize(("members", "killed"), [(3, 2), (5, 3)])
+def test_quorum_loss_is_a_majority_of_the_members(members: int, killed: int) -> None:
+    from lab.drills.scenarios import quorum_loss
+
+    assert quorum_loss(members) == killed
