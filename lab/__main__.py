@@ -1,13 +1,13 @@
 """python -m lab <command>: the pgha cluster, for real, on loopback addresses.
 
 up          render the stack's node files, start its etcd members, Patroni/PostgreSQL nodes
-            and HAProxy,
+            and HAProxy (--fresh: stop and discard what the run dir held first),
             wait with live progress, validate, print the status (safe when running)
 status      the status table and validation
 down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
 switchover  planned switchover to another node
 logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
-psql        psql on the primary as the application user
+psql ARGS   psql on the primary as the application user; ARGS go to psql (-c 'select 1')
 start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
 """
 
@@ -26,12 +26,45 @@ from cloud_init.settings import SettingsError
 from . import control, errors, observe, rundir
 from .topology import Topology, default_prefix, default_run_dir, load_topology
 
+#: stack and prefix: the flag, else its environment variable, else a default.
+REQUESTS = (("stack", "--stack", "PGHA_STACK"), ("prefix", "--prefix", "PGHA_LAB_PREFIX"))
+
+
+def _requested(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """The stack and prefix the user asked for: name -> (value, the flag or variable used)."""
+    out = {}
+    for name, flag, env in REQUESTS:
+        if getattr(args, name):
+            out[name] = (getattr(args, name), flag)
+        elif os.environ.get(env):
+            out[name] = (os.environ[env], env)
+    return out
+
+
+def _stack(args: argparse.Namespace) -> str:
+    return args.stack or os.environ.get("PGHA_STACK") or "dev"
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir) if args.run_dir else default_run_dir(_stack(args))
+
 
 def _topo(args: argparse.Namespace) -> Topology:
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
-    if (run_dir / "lab.json").exists() and not getattr(args, "fresh", False):
-        return rundir.open_lab(run_dir)
-    return load_topology(args.stack, run_dir, args.prefix or default_prefix())
+    """The lab of the run dir. An existing one keeps its stack and prefix (lab.json):
+    asking for others is an error that names the conflict and the ways out."""
+    run_dir = _run_dir(args)
+    if not rundir.lab_file(run_dir).exists():
+        return load_topology(_stack(args), run_dir, args.prefix or default_prefix())
+    meta = rundir.lab_meta(run_dir)
+    wrong = {name: (value, via) for name, (value, via) in _requested(args).items() if value != meta[name]}
+    if wrong:
+        conflicts = "; ".join(f"{via} asks for {name} {value}, it was created with {name} {meta[name]}" for name, (value, via) in wrong.items())
+        undo = " and ".join(f"drop {via}" if via.startswith("--") else f"unset {via}" for _, via in wrong.values())
+        ways = [f"{undo} to use it as it is", "choose another --run-dir"]
+        if args.cmd == "up":
+            ways.insert(0, "add --fresh to 'up' to stop it and start a new lab there (its data and secrets are deleted)")
+        raise errors.LabError(f"the lab in {run_dir} does not match: {conflicts}. Either {', or '.join(ways)}.")
+    return rundir.open_lab(run_dir)
 
 
 def print_validation(results: list[observe.CheckResult]) -> bool:
@@ -42,6 +75,9 @@ def print_validation(results: list[observe.CheckResult]) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.fresh and _run_dir(args).exists():
+        print(f"--fresh: stopping and discarding {_run_dir(args)}")
+        control.discard(_run_dir(args))
     topo = _topo(args)
     t0 = time.monotonic()
     if control.running(topo):
@@ -73,8 +109,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
-    if not (run_dir / "lab.json").exists():
+    run_dir = _run_dir(args)
+    if not rundir.lab_file(run_dir).exists():
         print(f"no lab in {run_dir}")
         return 0
     topo = rundir.open_lab(run_dir)
@@ -157,12 +193,13 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stack", default=os.environ.get("PGHA_STACK", "dev"), help="stack whose Pulumi.<stack>.yaml to run (default dev)")
+    ap.add_argument("--stack", help="stack whose Pulumi.<stack>.yaml to run (default $PGHA_STACK, else dev)")
     ap.add_argument("--run-dir", help="run directory (default $PGHA_LAB_DIR, else pgha-lab/<stack> in the system temp dir)")
     ap.add_argument("--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="bring the lab up and validate it")
     up.add_argument("--timeout", type=float, default=180)
+    up.add_argument("--fresh", action="store_true", help="stop the lab of the run dir and delete it (data, secrets) before starting a new one")
     sub.add_parser("status", help="status table and validation")
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--clean", action="store_true", help="also remove the run directory")
@@ -171,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     lg = sub.add_parser("logs", help="show a daemon's log")
     lg.add_argument("node")
     lg.add_argument("-n", "--lines", type=int, default=50)
-    ps = sub.add_parser("psql", help="psql on the primary (application user)")
-    ps.add_argument("psql_args", nargs=argparse.REMAINDER)
+    # Everything after "psql" is psql's (parse_known_args below): no options of its own, not even -h.
+    sub.add_parser("psql", help="psql on the primary (application user); the arguments after it go to psql", add_help=False)
     sub.add_parser("rotate-certs", help="issue new certificates for every node and reload in place")
     st = sub.add_parser("start", help="start a stopped daemon")
     st.add_argument("node")
@@ -187,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--run-dir", dest="sv_run_dir", required=True)
     sv.add_argument("--prefix", dest="sv_prefix", required=True)
     sv.add_argument("--stack", dest="sv_stack", required=True)
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if args.cmd == "psql":
+        args.psql_args = extra
+    elif extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "_supervise":
         from .supervisor import main as supervise
 
@@ -207,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.cmd](args)
     except SettingsError as e:
-        print(f"Pulumi.{args.stack}.yaml: {e}", file=sys.stderr)
+        print(f"Pulumi.{_stack(args)}.yaml: {e}", file=sys.stderr)
         return 2
     except errors.LabError as e:
         print(f"lab: {e}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 from .errors import LabError
 from .observe import served_serials
-from .rundir import prefix_of, rewrite_certs
+from .rundir import lab_file, open_lab, prefix_of, rewrite_certs
 from .supervisor import alive, postmaster_pid
 from .topology import ROOT, Topology
 
@@ -130,3 +131,20 @@ def rotate_certs(topo: Topology) -> dict[str, tuple[int, int]]:
         time.sleep(0.2)
         after = served_serials(topo)
     return {k: (before[k], after[k]) for k in before}
+
+
+def discard(run_dir: Path) -> None:
+    """Stop the lab of ``run_dir`` and delete the directory (``up --fresh``). Refuses a
+    non-empty directory that is not a lab run directory (no lab.json)."""
+    if not run_dir.exists():
+        return
+    if not lab_file(run_dir).exists():
+        if any(run_dir.iterdir()):
+            raise LabError(f"{run_dir} is not a lab run directory (no lab.json); not deleting it")
+        return
+    old = open_lab(run_dir)
+    stop(old)
+    left = leftover_pids(old)
+    if left:
+        raise LabError(f"could not stop the lab in {run_dir}: pids {left} still running; not deleting it")
+    shutil.rmtree(run_dir)
