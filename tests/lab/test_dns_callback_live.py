@@ -5,8 +5,6 @@ reaches OVH)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -15,11 +13,11 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from cloud_init.secrets import OvhApiCredentials
-from lab import control, observe, rundir
-from lab.topology import Topology, load_topology, scratch_dir
+from lab import observe
+from lab.topology import Topology
 from tests.unit import test_dns_callback as ovh
 
-from .conftest import FAILED, wait_for
+from .conftest import running_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -33,32 +31,31 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def dns_lab() -> Iterator[tuple[Topology, Api]]:
+def api() -> Iterator[Api]:
+    """The OVH API double, serving on an ephemeral port of 127.0.0.1."""
     double = ovh.OvhDouble()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), ovh.make_handler(double))
     double.base = f"http://127.0.0.1:{srv.server_address[1]}/1.0"
     double.records = {ovh.RECORD_ID: {"id": ovh.RECORD_ID, "zone": ovh.ZONE, "subDomain": "primary-db-prod", "fieldType": "A", "target": "10.0.0.1", "ttl": 60}}
     ovh.grant_callback_rules(double)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-
-    run_dir = scratch_dir("pgha-lab-tests") / f"dns-{os.getpid()}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    topo = load_topology("prod", run_dir, "127.82")
-    s = topo.settings
-    topo.settings = replace(s, endpoint=replace(s.endpoint, dns=replace(s.endpoint.dns, primary_record=True)))
-    topo.dns_api = OvhApiCredentials(ovh.AK, ovh.AS, ovh.CK, endpoint=double.base)
     try:
-        rundir.prepare(topo)
-        control.start_supervisor(topo)
-        observe.wait_healthy(topo, timeout=120)
-        yield topo, Api(double)
+        yield Api(double)
     finally:
-        control.stop(topo)
         srv.shutdown()
-        if FAILED:
-            print(f"\ndns lab run dir kept for inspection: {run_dir}")
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dns_lab(api: Api) -> Iterator[tuple[Topology, Api]]:
+    """The prod stack with the DNS primary record on, its callback calling the double."""
+
+    def with_dns_record(topo: Topology) -> None:
+        s = topo.settings
+        topo.settings = replace(s, endpoint=replace(s.endpoint, dns=replace(s.endpoint.dns, primary_record=True)))
+        topo.dns_api = OvhApiCredentials(ovh.AK, ovh.AS, ovh.CK, endpoint=api.double.base)
+
+    with running_lab("dns", "prod", configure=with_dns_record) as topo:
+        yield topo, api
 
 
 def test_record_points_at_the_bootstrapped_primary(dns_lab: tuple[Topology, Api]) -> None:
