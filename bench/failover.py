@@ -1,4 +1,4 @@
-"""Failover benchmark: the drills of lab/drills.py, N times per Patroni timing profile,
+"""Failover benchmark: the drills of lab/drills/, N times per Patroni timing profile,
 on a lab of its own. Prints min/median/max of the client-observed RTO per client path
 (libpq multi-host DSN, HAProxy) and of the old primary's rejoin time, and the ratio of
 the medians between the profiles.
@@ -26,8 +26,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lab import cluster as c  # noqa: E402
-from lab.drills import SCENARIOS, apply_timing, resolve, run_drill  # noqa: E402
+from lab import control, observe, rundir  # noqa: E402
+from lab.drills.run import run_drill  # noqa: E402
+from lab.drills.scenarios import SCENARIOS, resolve  # noqa: E402
+from lab.drills.timing import apply_timing  # noqa: E402
 from lab.topology import load_topology, scratch_dir  # noqa: E402
 from pgha.timing import TIMING_PROFILES  # noqa: E402
 
@@ -90,12 +92,12 @@ def main() -> int:
     shutil.rmtree(args.run_dir, ignore_errors=True)
     topo = load_topology(args.stack, args.run_dir, args.prefix)
     t0 = time.monotonic()
-    c.prepare(topo)
-    c.start_supervisor(topo)
+    rundir.prepare(topo)
+    control.start_supervisor(topo)
     runs: list[dict[str, Any]] = []
     failed = False
     try:
-        c.wait_healthy(topo, timeout=180)
+        observe.wait_healthy(topo, timeout=180)
         print(f"lab {args.stack} healthy on {args.prefix}.x.y in {time.monotonic() - t0:.1f}s", flush=True)
         for profile in profiles:
             timing = apply_timing(topo, profile)
@@ -109,7 +111,7 @@ def main() -> int:
                     runs.append(r)
                     failed |= bool(r.get("error") or r.get("acked_missing") or r.get("dual_primary"))
     finally:
-        c.stop(topo)
+        control.stop(topo)
 
     summary: dict[str, Any] = {}
     print("\nclient-observed figures, seconds: min median max")

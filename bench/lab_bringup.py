@@ -1,4 +1,4 @@
-"""Lab bring-up benchmark: time from nothing to healthy (3 etcd healthy, a leader,
+"""Lab bring-up benchmark: time from nothing to healthy (every etcd member healthy, a leader,
 N-1 replicas streaming, sync standby in synchronous mode; TLS on everywhere), and
 the daemons' peak memory (PSS summed over every process the lab runs).
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import cluster as c  # noqa: E402
+from lab import control, observe, rundir  # noqa: E402
 from lab.topology import load_topology, scratch_dir  # noqa: E402
 
 
@@ -57,19 +57,19 @@ def one_run(stack: str, run_dir: Path, prefix: str) -> tuple[float, float]:
     shutil.rmtree(run_dir, ignore_errors=True)
     topo = load_topology(stack, run_dir, prefix)
     t0 = time.monotonic()
-    c.prepare(topo)
-    c.start_supervisor(topo)
+    rundir.prepare(topo)
+    control.start_supervisor(topo)
     try:
-        c.wait_healthy(topo, timeout=180)
+        observe.wait_healthy(topo, timeout=180)
         elapsed = time.monotonic() - t0
-        sup = (c.state(topo) or {})["supervisor"]
+        sup = (control.state(topo) or {})["supervisor"]
         peak = 0
         for _ in range(10):  # settle: sample PSS for 2 s after healthy
             peak = max(peak, pss_kib(descendants(sup)))
             time.sleep(0.2)
         return elapsed, peak / 1024
     finally:
-        c.stop(topo)
+        control.stop(topo)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -1,7 +1,7 @@
 """EtcdCluster: the etcd members Patroni uses as its DCS.
 
 One fixed-IP port and one instance per member, in an anti-affinity server group, no
-public IP. Each instance's user-data is ``cloud_init.render.render_etcd_node`` computed
+public IP. Each instance's user-data is ``cloud_init.etcd.render_etcd_node`` computed
 inside ``Output.apply`` from the member's certificate and key, and is a secret.
 """
 

@@ -4,7 +4,7 @@ Per node: a protected Cinder volume (PostgreSQL's data, never deleted by a node
 replacement or by ``pulumi destroy`` without an explicit unprotect), a fixed-IP port and
 an instance in an anti-affinity server group that boots with the volume attached (the
 volume must exist at first boot: cloud-init formats it once and mounts it before
-PostgreSQL is installed). User-data is ``cloud_init.render.render_patroni_node``
+PostgreSQL is installed). User-data is ``cloud_init.patroni.render_patroni_node``
 computed inside ``Output.apply`` from the node's certificates and the role passwords,
 and is a secret. Passwords are pulumi-random, alphanumeric (safe in YAML and libpq).
 """

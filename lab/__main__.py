@@ -1,12 +1,13 @@
 """python -m lab <command>: the pgha cluster, for real, on loopback addresses.
 
-up          render the stack's node files, start 3 etcd + 3 Patroni/PostgreSQL + HAProxy,
+up          render the stack's node files, start its etcd members, Patroni/PostgreSQL nodes
+            and HAProxy (--fresh: stop and discard what the run dir held first),
             wait with live progress, validate, print the status (safe when running)
 status      the status table and validation
 down        stop every process the lab started (TERM, then KILL); --clean removes the run dir
 switchover  planned switchover to another node
 logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
-psql        psql on the primary as the application user
+psql ARGS   psql on the primary as the application user; ARGS go to psql (-c 'select 1')
 start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
 """
 
@@ -22,18 +23,51 @@ from pathlib import Path
 
 from pgha.settings import SettingsError
 
-from . import cluster as c
+from . import control, errors, observe, rundir
 from .topology import Topology, default_prefix, default_run_dir, load_topology
+
+#: stack and prefix: the flag, else its environment variable, else a default.
+REQUESTS = (("stack", "--stack", "PGHA_STACK"), ("prefix", "--prefix", "PGHA_LAB_PREFIX"))
+
+
+def _requested(args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    """The stack and prefix the user asked for: name -> (value, the flag or variable used)."""
+    out = {}
+    for name, flag, env in REQUESTS:
+        if getattr(args, name):
+            out[name] = (getattr(args, name), flag)
+        elif os.environ.get(env):
+            out[name] = (os.environ[env], env)
+    return out
+
+
+def _stack(args: argparse.Namespace) -> str:
+    return args.stack or os.environ.get("PGHA_STACK") or "dev"
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir) if args.run_dir else default_run_dir(_stack(args))
 
 
 def _topo(args: argparse.Namespace) -> Topology:
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
-    if (run_dir / "lab.json").exists() and not getattr(args, "fresh", False):
-        return c.open_lab(run_dir)
-    return load_topology(args.stack, run_dir, args.prefix or default_prefix())
+    """The lab of the run dir. An existing one keeps its stack and prefix (lab.json):
+    asking for others is an error that names the conflict and the ways out."""
+    run_dir = _run_dir(args)
+    if not rundir.lab_file(run_dir).exists():
+        return load_topology(_stack(args), run_dir, args.prefix or default_prefix())
+    meta = rundir.lab_meta(run_dir)
+    wrong = {name: (value, via) for name, (value, via) in _requested(args).items() if value != meta[name]}
+    if wrong:
+        conflicts = "; ".join(f"{via} asks for {name} {value}, it was created with {name} {meta[name]}" for name, (value, via) in wrong.items())
+        undo = " and ".join(f"drop {via}" if via.startswith("--") else f"unset {via}" for _, via in wrong.values())
+        ways = [f"{undo} to use it as it is", "choose another --run-dir"]
+        if args.cmd == "up":
+            ways.insert(0, "add --fresh to 'up' to stop it and start a new lab there (its data and secrets are deleted)")
+        raise errors.LabError(f"the lab in {run_dir} does not match: {conflicts}. Either {', or '.join(ways)}.")
+    return rundir.open_lab(run_dir)
 
 
-def print_validation(results: list[c.CheckResult]) -> bool:
+def print_validation(results: list[observe.CheckResult]) -> bool:
     print("validation (the scripts the deploy-time remote commands run):")
     for r in results:
         print(f"  {'PASS' if r.ok else 'FAIL'}  {r.node:6} {r.check:27} {r.output}")
@@ -41,20 +75,23 @@ def print_validation(results: list[c.CheckResult]) -> bool:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.fresh and _run_dir(args).exists():
+        print(f"--fresh: stopping and discarding {_run_dir(args)}")
+        control.discard(_run_dir(args))
     topo = _topo(args)
     t0 = time.monotonic()
-    if c.running(topo):
+    if control.running(topo):
         print(f"lab {topo.stack} already running in {topo.run_dir}; checking it")
     else:
         print(f"lab {topo.stack}: rendering node files into {topo.run_dir}")
-        c.prepare(topo)
-        c.start_supervisor(topo)
-        print("started 3 etcd, 3 Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
-    c.wait_healthy(topo, timeout=args.timeout, show=True)
+        rundir.prepare(topo)
+        control.start_supervisor(topo)
+        print(f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
+    observe.wait_healthy(topo, timeout=args.timeout, show=True)
     print(f"healthy after {time.monotonic() - t0:.1f}s")
-    ok = print_validation(c.validate(topo))
+    ok = print_validation(observe.validate(topo))
     print()
-    print(c.status_table(topo))
+    print(observe.status_table(topo))
     if not ok:
         print(f"\nvalidation FAILED; logs in {topo.run_dir}/logs", file=sys.stderr)
         return 1
@@ -64,22 +101,22 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    if not c.running(topo):
+    if not control.running(topo):
         print(f"lab {topo.stack} is not running ({topo.run_dir})")
         return 3
-    print(c.status_table(topo))
-    return 0 if print_validation(c.validate(topo, wait=0)) else 1
+    print(observe.status_table(topo))
+    return 0 if print_validation(observe.validate(topo, wait=0)) else 1
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.stack)
-    if not (run_dir / "lab.json").exists():
+    run_dir = _run_dir(args)
+    if not rundir.lab_file(run_dir).exists():
         print(f"no lab in {run_dir}")
         return 0
-    topo = c.open_lab(run_dir)
-    c.stop(topo)
-    left = c.leftover_pids(topo)
-    ports = c.bound_ports(topo)
+    topo = rundir.open_lab(run_dir)
+    control.stop(topo)
+    left = control.leftover_pids(topo)
+    ports = observe.bound_ports(topo)
     if left or ports:
         print(f"still running: pids {left}, ports {ports}", file=sys.stderr)
         return 1
@@ -92,17 +129,17 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_switchover(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    lead = c.leader(topo)
+    lead = observe.leader(topo)
     if not lead:
         print("no leader right now", file=sys.stderr)
         return 1
-    cand = args.to or c.switchover_candidate(topo, lead)
-    code, body = c.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
+    cand = args.to or observe.switchover_candidate(topo, lead)
+    code, body = observe.rest_post(topo, lead, "/switchover", {"leader": lead, "candidate": cand})
     print(f"switchover {lead} -> {cand}: HTTP {code} {body.strip()}")
     if code != 200:
         return 1
-    c.wait_healthy(topo, timeout=60, show=True)
-    print(c.status_table(topo))
+    observe.wait_healthy(topo, timeout=60, show=True)
+    print(observe.status_table(topo))
     return 0
 
 
@@ -125,7 +162,7 @@ def cmd_psql(args: argparse.Namespace) -> int:
 
 def cmd_rotate_certs(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    changed = c.rotate_certs(topo)
+    changed = control.rotate_certs(topo)
     bad = [k for k, (old, new) in changed.items() if old == new or not new]
     for k, (old, new) in sorted(changed.items()):
         print(f"  {k:14} serial {old:x} -> {new:x}")
@@ -138,30 +175,31 @@ def cmd_rotate_certs(args: argparse.Namespace) -> int:
 
 def cmd_start(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    print(f"{args.node}: pid {c.request_start(topo, args.node)}")
+    print(f"{args.node}: pid {control.request_start(topo, args.node)}")
     return 0
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
     topo = _topo(args)
-    print(f"{args.node}: SIGKILL sent to {c.signal_node(topo, args.node, signal.SIGKILL)}")
+    print(f"{args.node}: SIGKILL sent to {control.signal_node(topo, args.node, signal.SIGKILL)}")
     return 0
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from .drills import cli as drill_cli
+    from .drills.run import cli as drill_cli
 
     return drill_cli(_topo(args), args.scenarios, args.all, args.timing_profile, args.out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stack", default=os.environ.get("PGHA_STACK", "dev"), help="stack whose Pulumi.<stack>.yaml to run (default dev)")
+    ap.add_argument("--stack", help="stack whose Pulumi.<stack>.yaml to run (default $PGHA_STACK, else dev)")
     ap.add_argument("--run-dir", help="run directory (default $PGHA_LAB_DIR, else pgha-lab/<stack> in the system temp dir)")
     ap.add_argument("--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="bring the lab up and validate it")
     up.add_argument("--timeout", type=float, default=180)
+    up.add_argument("--fresh", action="store_true", help="stop the lab of the run dir and delete it (data, secrets) before starting a new one")
     sub.add_parser("status", help="status table and validation")
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--clean", action="store_true", help="also remove the run directory")
@@ -170,15 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     lg = sub.add_parser("logs", help="show a daemon's log")
     lg.add_argument("node")
     lg.add_argument("-n", "--lines", type=int, default=50)
-    ps = sub.add_parser("psql", help="psql on the primary (application user)")
-    ps.add_argument("psql_args", nargs=argparse.REMAINDER)
+    # Everything after "psql" is psql's (parse_known_args below): no options of its own, not even -h.
+    sub.add_parser("psql", help="psql on the primary (application user); the arguments after it go to psql", add_help=False)
     sub.add_parser("rotate-certs", help="issue new certificates for every node and reload in place")
     st = sub.add_parser("start", help="start a stopped daemon")
     st.add_argument("node")
     kl = sub.add_parser("kill", help="SIGKILL a node's daemon (and its PostgreSQL)")
     kl.add_argument("node")
-    dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills.py)")
-    dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills.py)")
+    dr = sub.add_parser("drill", help="failover drills on the running lab (lab/drills/)")
+    dr.add_argument("scenarios", nargs="*", help="scenario names or numbers (see lab/drills/scenarios.py)")
     dr.add_argument("--all", action="store_true", help="every scenario, in order")
     dr.add_argument("--timing-profile", help="a timing profile (pgha/timing.py) to PATCH into Patroni's config first")
     dr.add_argument("--out", help="output directory (default <run dir>/drills/<UTC stamp>)")
@@ -186,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--run-dir", dest="sv_run_dir", required=True)
     sv.add_argument("--prefix", dest="sv_prefix", required=True)
     sv.add_argument("--stack", dest="sv_stack", required=True)
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    if args.cmd == "psql":
+        args.psql_args = extra
+    elif extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "_supervise":
         from .supervisor import main as supervise
 
@@ -206,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.cmd](args)
     except SettingsError as e:
-        print(f"Pulumi.{args.stack}.yaml: {e}", file=sys.stderr)
+        print(f"Pulumi.{_stack(args)}.yaml: {e}", file=sys.stderr)
         return 2
-    except c.LabError as e:
+    except errors.LabError as e:
         print(f"lab: {e}", file=sys.stderr)
         return 1
 

@@ -13,14 +13,15 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import netcut
-from .topology import Topology, run_user
+from .drills import netcut
+from .topology import Topology, load_topology, run_user
 
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE = 20.0
@@ -50,8 +51,6 @@ def alive(pid: int | None) -> bool:
 
 
 def _port_open(ip: str, port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((ip, port)) == 0
@@ -99,24 +98,23 @@ class Supervisor:
         p = self.procs.get(name)
         if p is not None and p.poll() is None:
             return
-        log = open(self.run_dir / "logs" / f"{name}.log", "ab")
-        log.write(f"--- pgha lab: starting {name} at {time.strftime('%H:%M:%S')}\n".encode())
-        log.flush()
         kw: dict[str, Any] = {}
         if os.geteuid() == 0:
             kw = {"user": self.user, "group": self.user, "extra_groups": []}
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.run_dir), "ETCDCTL_API": "3"}
-        self.procs[name] = subprocess.Popen(
-            self.cmds[name],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.run_dir,
-            env=env,
-            **kw,  # type: ignore[arg-type]
-        )
-        log.close()
-        # Its own cgroup, so a drill can cut this node off the network (lab/netcut.py).
+        with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:  # the daemon keeps its own descriptor
+            log.write(f"--- pgha lab: starting {name} at {time.strftime('%H:%M:%S')}\n".encode())
+            log.flush()
+            self.procs[name] = subprocess.Popen(
+                self.cmds[name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.run_dir,
+                env=env,
+                **kw,  # type: ignore[arg-type]
+            )
+        # Its own cgroup, so a drill can cut this node off the network (lab/drills/netcut.py).
         netcut.join(self.topo, name, self.procs[name].pid)
         self.write_state()
 
@@ -224,8 +222,6 @@ class Supervisor:
 
 
 def main(stack: str, run_dir: str, prefix: str) -> int:
-    from .topology import load_topology
-
     topo = load_topology(stack, Path(run_dir), prefix)
     sys.stdout.flush()
     return Supervisor(topo).run()

@@ -76,7 +76,7 @@ def lab_outputs(run_dir: Path) -> dict[str, Any]:
     """A running lab's equivalent of the stack outputs (lab.json, secrets.json, ca.crt)."""
     sys.path.insert(0, str(ROOT))
     from cloud_init.endpoint import libpq_dsn
-    from lab.cluster import open_lab
+    from lab.rundir import open_lab
 
     topo = open_lab(run_dir)
     return {

@@ -1,19 +1,27 @@
 """Lab fixtures: a real cluster on its own loopback prefix and run directory.
 
-The run directory is kept when a test failed (its logs/ holds one log per process)."""
+:func:`running_lab` is the one way the lab tests start and stop a lab; :func:`lab_fixture`
+makes a pytest fixture of it. Each lab has its own fixed prefix (PREFIXES), so labs of
+different test modules never collide. The run directory is kept when a test failed
+(its logs/ holds one log per process)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
 
-from lab import cluster as c
+from lab import control, observe, rundir
 from lab.topology import Topology, load_topology, scratch_dir
+
+#: Loopback prefix of each lab the tests start: name -> 127.N.
+PREFIXES = {"sync": "127.77", "cli": "127.78", "drills": "127.79", "dns": "127.82"}
 
 FAILED: list[str] = []
 
@@ -26,38 +34,50 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
     return rep
 
 
-def start_lab(stack: str, prefix: str) -> Topology:
-    run_dir = scratch_dir("pgha-lab-tests") / f"{stack}-{os.getpid()}"
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    topo = load_topology(stack, run_dir, prefix)
-    c.prepare(topo)
-    c.start_supervisor(topo)
+@contextmanager
+def running_lab(name: str, stack: str, configure: Callable[[Topology], None] | None = None, start: bool = True) -> Iterator[Topology]:
+    """A lab ``name`` of ``stack`` on ``PREFIXES[name]``, in a fresh run dir.
+
+    ``configure`` may change the topology before anything is rendered. With
+    ``start=False`` nothing is started (a test drives ``python -m lab`` itself); either
+    way, whatever runs there at the end is stopped by pid, and the run dir is removed
+    unless a test failed."""
+    run_dir = scratch_dir("pgha-lab-tests") / f"{name}-{os.getpid()}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    topo = load_topology(stack, run_dir, PREFIXES[name])
+    if configure:
+        configure(topo)
     try:
-        c.wait_healthy(topo, timeout=120)
-    except BaseException:
-        FAILED.append(f"lab {stack} did not come up")
-        finish_lab(topo)
-        raise
-    return topo
-
-
-def finish_lab(topo: Topology) -> None:
-    c.stop(topo)
-    if FAILED:
-        print(f"\nlab run dir kept for inspection: {topo.run_dir} (logs/ has one log per process)")
-    else:
-        shutil.rmtree(topo.run_dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def sync_lab() -> Iterator[Topology]:
-    """The prod stack's topology (synchronous mode) on 127.77.x.y."""
-    topo = start_lab("prod", "127.77")
-    try:
+        if start:
+            rundir.prepare(topo)
+            control.start_supervisor(topo)
+            try:
+                observe.wait_healthy(topo, timeout=120)
+            except BaseException:
+                FAILED.append(f"lab {name} ({stack}) did not come up")
+                raise
         yield topo
     finally:
-        finish_lab(topo)
+        control.stop(topo)
+        if FAILED:
+            print(f"\nlab {name} run dir kept for inspection: {topo.run_dir} (logs/ has one log per process)")
+        else:
+            shutil.rmtree(topo.run_dir, ignore_errors=True)
+
+
+def lab_fixture(name: str, stack: str, scope: Any = "session", **kw: Any) -> Any:
+    """A pytest fixture yielding :func:`running_lab` (name, stack, ``kw``) for ``scope``."""
+
+    @pytest.fixture(scope=scope)
+    def fixture() -> Iterator[Topology]:
+        with running_lab(name, stack, **kw) as topo:
+            yield topo
+
+    return fixture
+
+
+#: The prod stack's topology (synchronous mode), shared by most lab test modules.
+sync_lab = lab_fixture("sync", "prod")
 
 
 def connect(topo: Topology, dsn: str, **kw: object) -> psycopg.Connection:

@@ -5,8 +5,6 @@ reaches OVH)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -14,12 +12,12 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from lab import cluster as c
-from lab.topology import Topology, load_topology, scratch_dir
 from pgha.secrets import OvhApiCredentials
+from lab import observe
+from lab.topology import Topology
 from tests.support import ovh_double as ovh
 
-from .conftest import FAILED, wait_for
+from .conftest import running_lab, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -33,47 +31,46 @@ class Api:
 
 
 @pytest.fixture(scope="module")
-def dns_lab() -> Iterator[tuple[Topology, Api]]:
+def api() -> Iterator[Api]:
+    """The OVH API double, serving on an ephemeral port of 127.0.0.1."""
     double = ovh.OvhDouble()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), ovh.make_handler(double))
     double.base = f"http://127.0.0.1:{srv.server_address[1]}/1.0"
     double.records = {ovh.RECORD_ID: {"id": ovh.RECORD_ID, "zone": ovh.ZONE, "subDomain": "primary-db-prod", "fieldType": "A", "target": "10.0.0.1", "ttl": 60}}
     ovh.grant_callback_rules(double)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-
-    run_dir = scratch_dir("pgha-lab-tests") / f"dns-{os.getpid()}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    topo = load_topology("prod", run_dir, "127.82")
-    s = topo.settings
-    topo.settings = replace(s, endpoint=replace(s.endpoint, dns=replace(s.endpoint.dns, primary_record=True)))
-    topo.dns_api = OvhApiCredentials(ovh.AK, ovh.AS, ovh.CK, endpoint=double.base)
     try:
-        c.prepare(topo)
-        c.start_supervisor(topo)
-        c.wait_healthy(topo, timeout=120)
-        yield topo, Api(double)
+        yield Api(double)
     finally:
-        c.stop(topo)
         srv.shutdown()
-        if FAILED:
-            print(f"\ndns lab run dir kept for inspection: {run_dir}")
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dns_lab(api: Api) -> Iterator[tuple[Topology, Api]]:
+    """The prod stack with the DNS primary record on, its callback calling the double."""
+
+    def with_dns_record(topo: Topology) -> None:
+        s = topo.settings
+        topo.settings = replace(s, endpoint=replace(s.endpoint, dns=replace(s.endpoint.dns, primary_record=True)))
+        topo.dns_api = OvhApiCredentials(ovh.AK, ovh.AS, ovh.CK, endpoint=api.double.base)
+
+    with running_lab("dns", "prod", configure=with_dns_record) as topo:
+        yield topo, api
 
 
 def test_record_points_at_the_bootstrapped_primary(dns_lab: tuple[Topology, Api]) -> None:
     topo, api = dns_lab
-    leader = c.leader(topo)
+    leader = observe.leader(topo)
     assert leader
     wait_for(lambda: api.target() == topo.address(leader), 30, "the record to name the first primary")
 
 
 def test_record_follows_a_switchover(dns_lab: tuple[Topology, Api]) -> None:
     topo, api = dns_lab
-    old = c.leader(topo)
+    old = observe.leader(topo)
     assert old
-    cand = c.switchover_candidate(topo, old)
-    code, body = c.rest_post(topo, old, "/switchover", {"leader": old, "candidate": cand})
+    cand = observe.switchover_candidate(topo, old)
+    code, body = observe.rest_post(topo, old, "/switchover", {"leader": old, "candidate": cand})
     assert code == 200, body
     wait_for(lambda: api.target() == topo.address(cand), 60, f"the record to follow {cand}")
     calls = api.double.calls

@@ -1,52 +1,26 @@
 """Failover drills on the prod stack (synchronous mode): invariants, never timings.
 
-One lab for the module (127.79.x.y, run dir pgha-lab-tests/drills-<pid> under the temp dir, kept when
-a test failed: logs/ plus drills/ with each drill's JSON, raw attempts and PNG). Each
-test runs one scenario of lab/drills.py, which ends with the cluster healthy again.
+One lab for the module (conftest PREFIXES["drills"], run dir pgha-lab-tests/drills-<pid> under the
+temp dir, kept when a test failed: logs/ plus drills/ with each drill's JSON, raw attempts and PNG). Each
+test runs one scenario of lab/drills/scenarios.py, which ends with the cluster healthy again.
 Timings are figures for bench/failover.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from lab import cluster as c
-from lab import netcut
-from lab.drills import SCENARIOS, run_drill
-from lab.topology import Topology, load_topology, scratch_dir
+from lab.drills import netcut
+from lab.drills.run import run_drill
+from lab.drills.scenarios import SCENARIOS
+from lab.topology import Topology
 
-from .conftest import FAILED
+from .conftest import lab_fixture
 
 pytestmark = pytest.mark.lab
 
-PREFIX = "127.79"
-
-
-@pytest.fixture(scope="session")
-def drill_lab() -> Iterator[Topology]:
-    run_dir = scratch_dir("pgha-lab-tests") / f"drills-{os.getpid()}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    topo = load_topology("prod", run_dir, PREFIX)
-    c.prepare(topo)
-    c.start_supervisor(topo)
-    try:
-        c.wait_healthy(topo, timeout=120)
-    except BaseException:
-        FAILED.append("drill lab did not come up")
-        c.stop(topo)
-        raise
-    try:
-        yield topo
-    finally:
-        c.stop(topo)
-        if FAILED:
-            print(f"\ndrill lab run dir kept for inspection: {run_dir} (logs/, drills/)")
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
+drill_lab = lab_fixture("drills", "prod")
 
 
 def drill(topo: Topology, name: str) -> dict[str, Any]:

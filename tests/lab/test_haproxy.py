@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from lab import cluster as c
+from lab import observe
 from lab.topology import Topology
 
 from .conftest import connect, wait_for
@@ -36,8 +36,8 @@ def test_rendered_config_passes_haproxy_check(sync_lab: Topology) -> None:
 
 
 def test_primary_port_lands_on_the_leader(sync_lab: Topology) -> None:
-    c.wait_healthy(sync_lab, timeout=60)
-    leader = c.leader(sync_lab)
+    observe.wait_healthy(sync_lab, timeout=60)
+    leader = observe.leader(sync_lab)
     assert leader
     # HAProxy's check (inter 1s) may still be catching up with a leader change.
     wait_for(lambda: served_by(sync_lab, sync_lab.haproxy_dsn()) == (leader, False), 15, f"HAProxy primary port on {leader}")
@@ -48,8 +48,8 @@ def test_primary_port_lands_on_the_leader(sync_lab: Topology) -> None:
 
 
 def test_replica_port_lands_on_replicas(sync_lab: Topology) -> None:
-    c.wait_healthy(sync_lab, timeout=60)
-    leader = c.leader(sync_lab)
+    observe.wait_healthy(sync_lab, timeout=60)
+    leader = observe.leader(sync_lab)
     replicas = set(sync_lab.pg_names) - {leader}
     seen: set[str] = set()
 

@@ -1,26 +1,30 @@
-"""The README's main command end to end, as a user runs it: up, status, up again,
-down (no process, no port left), up from existing data, down --clean (dev stack)."""
+"""The README's main command end to end, as a user runs it (dev stack): up, status, psql
+with psql's own arguments, up again, down (no process, no port left), up from existing
+data, up with another prefix (refused), up --fresh (a new lab), down --clean."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from lab import cluster as c
-from lab.topology import scratch_dir
+from lab import control, observe, rundir
+from lab.topology import Topology
+
+from .conftest import PREFIXES, lab_fixture
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 
+#: A fresh run dir, nothing started: the test drives ``python -m lab`` itself.
+cli_lab = lab_fixture("cli", "dev", scope="function", start=False)
 
-def lab(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+
+def lab(topo: Topology, *args: str, prefix: str = PREFIXES["cli"]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lab", "--stack", "dev", "--run-dir", str(run_dir), "--prefix", "127.78", *args],
+        [sys.executable, "-m", "lab", "--stack", "dev", "--run-dir", str(topo.run_dir), "--prefix", prefix, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -28,35 +32,43 @@ def lab(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_up_status_down_cycle() -> None:
-    run_dir = scratch_dir("pgha-lab-tests") / f"dev-cli-{os.getpid()}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    try:
-        p = lab(run_dir, "up")
-        assert p.returncode == 0, p.stdout + p.stderr
-        assert "validation passed" in p.stdout
-        assert p.stdout.count("\n  PASS  ") == 9 and "\n  FAIL  " not in p.stdout
-        secrets = c.open_lab(run_dir).passwords()
-        for pw in secrets.__dict__.values():
-            assert pw not in p.stdout + p.stderr, "a password reached the lab's output"
-        topo = c.open_lab(run_dir)
-        first_leader = c.leader(topo)
+def test_up_status_down_cycle(cli_lab: Topology) -> None:
+    topo = cli_lab
+    p = lab(topo, "up")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "validation passed" in p.stdout
+    checks = len(topo.etcd_names) + 2 * len(topo.pg_names)  # a check script per node, --validate-config per Patroni node
+    assert p.stdout.count("\n  PASS  ") == checks and "\n  FAIL  " not in p.stdout
+    assert f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni" in p.stdout
+    secrets = topo.passwords()
+    for pw in secrets.__dict__.values():
+        assert pw not in p.stdout + p.stderr, "a password reached the lab's output"
+    first_leader = observe.leader(topo)
 
-        p = lab(run_dir, "status")
-        assert p.returncode == 0, p.stdout + p.stderr
-        p = lab(run_dir, "up")  # on a running lab: safe, nothing restarted
-        assert p.returncode == 0 and "already running" in p.stdout, p.stdout + p.stderr
-        assert c.leader(topo) == first_leader
+    p = lab(topo, "status")
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = lab(topo, "psql", "-X", "-tAc", "select 6 * 7")  # psql's options reach psql
+    assert (p.returncode, p.stdout.strip()) == (0, "42"), p.stdout + p.stderr
+    p = lab(topo, "up")  # on a running lab: safe, nothing restarted
+    assert p.returncode == 0 and "already running" in p.stdout, p.stdout + p.stderr
+    assert observe.leader(topo) == first_leader
 
-        p = lab(run_dir, "down")
-        assert p.returncode == 0, p.stdout + p.stderr
-        assert c.leftover_pids(topo) == [] and c.bound_ports(topo) == []
+    p = lab(topo, "down")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert control.leftover_pids(topo) == [] and observe.bound_ports(topo) == []
 
-        p = lab(run_dir, "up")  # from the existing data and secrets
-        assert p.returncode == 0, p.stdout + p.stderr
-        p = lab(run_dir, "down", "--clean")
-        assert p.returncode == 0, p.stdout + p.stderr
-        assert not run_dir.exists()
-    finally:
-        if run_dir.exists():
-            lab(run_dir, "down")
+    p = lab(topo, "up")  # from the existing data and secrets
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert topo.passwords() == secrets
+
+    p = lab(topo, "up", prefix="127.76")  # another prefix on this run dir: refused, nothing touched
+    assert p.returncode == 1 and "--prefix asks for prefix 127.76" in p.stderr and "--fresh" in p.stderr, p.stdout + p.stderr
+    assert control.running(topo) and rundir.lab_meta(topo.run_dir)["prefix"] == PREFIXES["cli"]
+
+    p = lab(topo, "up", "--fresh")  # stops the running lab, discards its run dir, starts a new one
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "discarding" in p.stdout and topo.passwords() != secrets
+
+    p = lab(topo, "down", "--clean")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not topo.run_dir.exists()

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from lab import cluster as c
+from lab import control, observe
 from lab.topology import Topology
 
 from .conftest import connect, wait_for
@@ -145,7 +145,7 @@ class WriteProbe:
 
 
 def member_state(topo: Topology, node: str) -> str | None:
-    return {m["name"]: m for m in (c.cluster(topo) or {}).get("members", [])}.get(node, {}).get("state")
+    return {m["name"]: m for m in (observe.cluster(topo) or {}).get("members", [])}.get(node, {}).get("state")
 
 
 def start_writers(topo: Topology, configs: dict[str, Path], table: str) -> list[Writer]:
@@ -205,19 +205,19 @@ def check_and_report(topo: Topology, writers: list[Writer], old: str, new: str, 
 
 def test_writers_follow_a_switchover(sync_lab: Topology, configs: dict[str, Path]) -> None:
     topo = sync_lab
-    c.wait_healthy(topo, timeout=60)
-    old = c.leader(topo)
+    observe.wait_healthy(topo, timeout=60)
+    old = observe.leader(topo)
     assert old
     table = f"t_php_switchover_{uuid.uuid4().hex[:6]}"
     writers = start_writers(topo, configs, table)
     try:
         wait_rows(writers, topo.address(old), ROWS_BEFORE, 30, f"every writer committing on {old}")
-        new = c.switchover_candidate(topo, old)
+        new = observe.switchover_candidate(topo, old)
         probe = WriteProbe(topo, [new])
         event_at = time.time()
-        code, body = c.rest_post(topo, old, "/switchover", {"leader": old, "candidate": new})
+        code, body = observe.rest_post(topo, old, "/switchover", {"leader": old, "candidate": new})
         assert code == 200, body
-        wait_for(lambda: c.leader(topo) == new, 60, f"{new} to lead")
+        wait_for(lambda: observe.leader(topo) == new, 60, f"{new} to lead")
         wait_for(lambda: new in probe.accepted, 30, f"{new} accepting writes")
         probe.stop()
         wait_rows(writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new])
@@ -226,13 +226,13 @@ def test_writers_follow_a_switchover(sync_lab: Topology, configs: dict[str, Path
         for w in writers:
             if w.proc.poll() is None:
                 w.proc.kill()
-    c.wait_healthy(topo, timeout=60)
+    observe.wait_healthy(topo, timeout=60)
 
 
 def test_writers_follow_a_node_death(sync_lab: Topology, configs: dict[str, Path]) -> None:
     topo = sync_lab
-    c.wait_healthy(topo, timeout=60)
-    old = c.leader(topo)
+    observe.wait_healthy(topo, timeout=60)
+    old = observe.leader(topo)
     assert old
     table = f"t_php_death_{uuid.uuid4().hex[:6]}"
     writers = start_writers(topo, configs, table)
@@ -241,18 +241,18 @@ def test_writers_follow_a_node_death(sync_lab: Topology, configs: dict[str, Path
         others = [n for n in topo.pg_names if n != old]
         probe = WriteProbe(topo, others)
         event_at = time.time()
-        assert len(c.signal_node(topo, old, signal.SIGKILL)) == 2, "expected Patroni and its postmaster"
-        new = wait_for(lambda: (lambda ldr: ldr if ldr and ldr != old else None)(c.leader(topo)), 90, "a new leader")
+        assert len(control.signal_node(topo, old, signal.SIGKILL)) == 2, "expected Patroni and its postmaster"
+        new = wait_for(lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(topo)), 90, "a new leader")
         wait_for(lambda: new in probe.accepted, 30, f"{new} accepting writes")
         probe.stop()
         wait_rows(writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new])
         # The old node comes back as systemd would restart it, and streams again.
-        c.request_start(topo, old)
+        control.request_start(topo, old)
         wait_for(lambda: member_state(topo, old) == "streaming", 90, f"{old} streaming")
-        assert c.leader(topo) == new
+        assert observe.leader(topo) == new
         check_and_report(topo, writers, old, new, probe.accepted[new], event_at, table, "node death (SIGKILL)")
     finally:
         for w in writers:
             if w.proc.poll() is None:
                 w.proc.kill()
-    c.wait_healthy(topo, timeout=60)
+    observe.wait_healthy(topo, timeout=60)

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lab import cluster as c
+from lab import control, observe
 from lab.pki import LabCA
 from lab.topology import Topology
 
@@ -54,7 +54,7 @@ def foreign_client_ctx(topo: Topology, tmp: Path) -> ssl.SSLContext:
 
 def test_etcd_accepts_a_valid_client_certificate(sync_lab: Topology) -> None:
     ip = sync_lab.plan.etcd[0].address
-    assert tls_handshake(ip, sync_lab.settings.etcd.client_port, c._ssl_ctx(sync_lab, client=True)) == "ok"
+    assert tls_handshake(ip, sync_lab.settings.etcd.client_port, observe.ssl_context(sync_lab, client=True)) == "ok"
 
 
 def test_etcd_rejects_client_without_certificate(sync_lab: Topology) -> None:
@@ -96,17 +96,17 @@ def test_rest_api_is_tls_only(sync_lab: Topology) -> None:
     ip = sync_lab.plan.patroni[0].address
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         urllib.request.urlopen(f"http://{ip}:{sync_lab.settings.patroni.rest_port}/health", timeout=3).read()
-    code, body = c.rest(sync_lab, sync_lab.pg_names[0], "/patroni")
+    code, body = observe.rest(sync_lab, sync_lab.pg_names[0], "/patroni")
     assert code == 200 and body["state"] == "running"
 
 
 def test_health_endpoints_work_without_authentication(sync_lab: Topology) -> None:
-    leader = c.leader(sync_lab)
-    assert c.rest(sync_lab, leader, "/primary")[0] == 200
+    leader = observe.leader(sync_lab)
+    assert observe.rest(sync_lab, leader, "/primary")[0] == 200
     replica = next(n for n in sync_lab.pg_names if n != leader)
-    assert c.rest(sync_lab, replica, "/replica")[0] == 200
-    assert c.rest(sync_lab, replica, "/primary")[0] == 503
-    assert c.rest(sync_lab, leader, "/health")[0] == 200
+    assert observe.rest(sync_lab, replica, "/replica")[0] == 200
+    assert observe.rest(sync_lab, replica, "/primary")[0] == 503
+    assert observe.rest(sync_lab, leader, "/health")[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -123,16 +123,16 @@ def test_health_endpoints_work_without_authentication(sync_lab: Topology) -> Non
 )
 def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str, path: str, body: dict | None) -> None:
     node = sync_lab.pg_names[0]
-    code, _ = c.rest_post(sync_lab, node, path, body, auth=False, method=method, timeout=5)
+    code, _ = observe.rest_post(sync_lab, node, path, body, auth=False, method=method, timeout=5)
     assert code == 401
     # A wrong password is refused too.
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(c.Topology.rest_url(sync_lab, node) + path, data=data, method=method)
+    req = urllib.request.Request(sync_lab.rest_url(node) + path, data=data, method=method)
     req.add_header("Authorization", "Basic " + base64.b64encode(b"patroni:wrong").decode())
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(req, context=c._ssl_ctx(sync_lab), timeout=5)
+        urllib.request.urlopen(req, context=observe.ssl_context(sync_lab), timeout=5)
     assert e.value.code == 401
-    assert c.rest(sync_lab, node, "/config")[1]["ttl"] != 999
+    assert observe.rest(sync_lab, node, "/config")[1]["ttl"] != 999
 
 
 # ------------------------------------------------------------------ PostgreSQL
@@ -140,7 +140,10 @@ def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str
 
 def test_postgres_refuses_non_tls(sync_lab: Topology) -> None:
     with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
-        psycopg.connect(sync_lab.node_dsn(c.leader(sync_lab) or "pg1").replace("sslmode=verify-full", "sslmode=disable"), password=sync_lab.passwords().app)
+        psycopg.connect(
+            sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("sslmode=verify-full", "sslmode=disable"),
+            password=sync_lab.passwords().app,
+        )
 
 
 def test_postgres_auth_methods_are_scram_only(sync_lab: Topology) -> None:
@@ -152,7 +155,7 @@ def test_postgres_auth_methods_are_scram_only(sync_lab: Topology) -> None:
         assert {r[0] for r in rules} <= {"local", "hostssl", "host"}
         assert all(r[-1] == "reject" for r in rules if r[0] == "host")
     lay = sync_lab.layout(sync_lab.pg_names[0])
-    p = c.run_as_user(
+    p = observe.run_as_user(
         [
             f"{lay.pg_bin_dir}/psql",
             "-XAt",
@@ -178,7 +181,7 @@ def test_wrong_password_is_refused(sync_lab: Topology) -> None:
 
 
 def test_replication_role_cannot_connect_to_databases(sync_lab: Topology) -> None:
-    dsn = sync_lab.node_dsn(c.leader(sync_lab) or "pg1").replace("user=app", "user=replicator")
+    dsn = sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("user=app", "user=replicator")
     with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
         psycopg.connect(dsn, password=sync_lab.passwords().replication)
 
@@ -214,7 +217,7 @@ def test_logs_contain_no_password(sync_lab: Topology) -> None:
 
 
 def test_rotate_certs_with_no_failed_write(sync_lab: Topology) -> None:
-    c.wait_healthy(sync_lab, timeout=60)
+    observe.wait_healthy(sync_lab, timeout=60)
     failures: list[str] = []
     acks: list[int] = []
     stop = threading.Event()
@@ -237,14 +240,14 @@ def test_rotate_certs_with_no_failed_write(sync_lab: Topology) -> None:
     t.start()
     try:
         time.sleep(0.5)
-        changed = c.rotate_certs(sync_lab)
+        changed = control.rotate_certs(sync_lab)
         time.sleep(3)  # HAProxy checks and peers keep working after the reloads
     finally:
         stop.set()
         t.join()
     assert all(new and new != old for old, new in changed.values()), changed
-    assert len(changed) == 3 * 2 + 3 * 2  # etcd client+peer, Patroni REST + PostgreSQL
+    assert len(changed) == 2 * len(sync_lab.etcd_names) + 2 * len(sync_lab.pg_names)  # etcd client+peer, Patroni REST + PostgreSQL
     assert failures == []
     assert len(acks) > 10
-    c.wait_healthy(sync_lab, timeout=30)
-    assert all(r.ok for r in c.validate(sync_lab, wait=10) if r.check != "patroni --validate-config")
+    observe.wait_healthy(sync_lab, timeout=30)
+    assert all(r.ok for r in observe.validate(sync_lab, wait=10) if r.check != "patroni --validate-config")

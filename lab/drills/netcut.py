@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .topology import Topology
+from ..topology import Topology
 
 NFT_CGROUP_BASE = Path("/sys/fs/cgroup")  # nft resolves cgroupv2 paths relative to this
 

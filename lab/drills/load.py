@@ -13,7 +13,8 @@
 - The monitor polls each node's Patroni ``/patroni`` and the leader key in etcd, and
   records every change (role, state, replication state, sync standby, leader).
 
-All times are seconds on one monotonic clock, relative to the recorder's start.
+Every attempt is an :class:`lab.drills.events.Attempt`; all times are seconds on one
+monotonic clock, relative to the recorder's start.
 """
 
 from __future__ import annotations
@@ -29,35 +30,15 @@ from typing import Any
 
 import psycopg
 
-from . import cluster as c
-from .topology import ROOT, Topology
+from .. import observe
+from ..topology import ROOT, Topology
+from .events import COMMITTED, DOWN, LOCAL_ONLY, NOT_COMMITTED, READ_ONLY, UNKNOWN, Attempt
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 import pgha_client  # noqa: E402
 
 DRILL_TABLE = "pgha_drill"
 PROBE_TABLE = "pgha_drill_probe"
-
-COMMITTED = "committed"
-NOT_COMMITTED = "not_committed"
-UNKNOWN = "unknown"
-READ_ONLY = "read_only"  # probe: the node is a standby (25006)
-LOCAL_ONLY = "local_only"  # probe: committed locally, the synchronous standby never confirmed
-DOWN = "down"  # probe: no connection / no answer
-
-
-@dataclass
-class Attempt:
-    source: str  #: "libpq", "haproxy" or "probe:<node>"
-    seq: int
-    t0: float  #: sent
-    t1: float  #: answered (ack or error)
-    outcome: str
-    node: str | None  #: node that committed (inet_server_addr), or the probed node
-    error: str | None = None
-
-    def row(self) -> list[Any]:
-        return [self.source, self.seq, round(self.t0, 4), round(self.t1, 4), self.outcome, self.node, self.error]
 
 
 @dataclass(frozen=True)
@@ -290,7 +271,7 @@ class Monitor:
     def _poll_node(self, node: str) -> None:
         while not self.stop_event.is_set():
             t0 = time.monotonic()
-            code, body = c.rest(self.topo, node, "/patroni", timeout=0.5)
+            code, body = observe.rest(self.topo, node, "/patroni", timeout=0.5)
             now = self.clock.now()
             if code == 200 and isinstance(body, dict):
                 v = NodeView(
@@ -314,7 +295,7 @@ class Monitor:
 
     def _poll_leader_key(self) -> None:
         key = f"/service/{self.topo.settings.patroni.scope}/leader"
-        ctx = c._ssl_ctx(self.topo, client=True)
+        ctx = observe.ssl_context(self.topo, client=True)
         body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
         port = self.topo.settings.etcd.client_port
         while not self.stop_event.is_set():
