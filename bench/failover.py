@@ -34,7 +34,11 @@ from lab.topology import load_topology, scratch_dir  # noqa: E402
 from pgha.timing import TIMING_PROFILES  # noqa: E402
 
 DEFAULT_SCENARIOS = "node-death,frozen-primary,switchover,replica-loss,postgres-crash"
-METRICS = (("rto libpq", ("clients", "libpq", "rto_s")), ("rto haproxy", ("clients", "haproxy", "rto_s")), ("rejoin", ("rejoin_s",)))
+METRICS = (
+    ("rto libpq", ("clients", "libpq", "rto_s")),
+    ("rto haproxy", ("clients", "haproxy", "rto_s")),
+    ("rejoin", ("rejoin_s",)),
+)
 
 #: Targets from issue 5 (reported, not asserted).
 TARGETS = [
@@ -74,13 +78,19 @@ def fmt(s: dict[str, float] | None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="runs of each scenario per profile")
-    ap.add_argument("--scenarios", default=DEFAULT_SCENARIOS, help=f"comma-separated names or numbers, or 'all' (default {DEFAULT_SCENARIOS})")
+    ap.add_argument(
+        "--scenarios",
+        default=DEFAULT_SCENARIOS,
+        help=f"comma-separated names or numbers, or 'all' (default {DEFAULT_SCENARIOS})",
+    )
     ap.add_argument("--profiles", default="fast,patroni-defaults", help="comma-separated timing profiles")
     ap.add_argument("--stack", default="prod")
     ap.add_argument("--prefix", default="127.80")
     ap.add_argument("--run-dir", type=Path, default=scratch_dir("pgha-bench-failover"))
     ap.add_argument("--keep", action="store_true", help="keep the run dir (logs, per-drill JSON and PNG)")
-    ap.add_argument("--json", type=Path, help="where to write the figures (default bench/results/failover-<stamp>.json)")
+    ap.add_argument(
+        "--json", type=Path, help="where to write the figures (default bench/results/failover-<stamp>.json)"
+    )
     args = ap.parse_args()
     names = [s.name for s in SCENARIOS.values()] if args.scenarios == "all" else args.scenarios.split(",")
     scenarios = [s.name for s in resolve(names)]
@@ -101,7 +111,10 @@ def main() -> int:
         print(f"lab {args.stack} healthy on {args.prefix}.x.y in {time.monotonic() - t0:.1f}s", flush=True)
         for profile in profiles:
             timing = apply_timing(topo, profile)
-            print(f"profile {profile}: ttl {timing.ttl} loop_wait {timing.loop_wait} retry_timeout {timing.retry_timeout}", flush=True)
+            print(
+                f"profile {profile}: ttl {timing.ttl} loop_wait {timing.loop_wait} retry_timeout {timing.retry_timeout}",
+                flush=True,
+            )
             for i in range(args.runs):
                 for name in scenarios:
                     out = args.run_dir / "drills" / profile / f"run{i + 1}"
@@ -122,7 +135,11 @@ def main() -> int:
         for metric, path in METRICS:
             row = {}
             for profile in profiles:
-                xs = [v for r in runs if r["scenario"] == name and r["profile"] == profile and (v := dig(r, path)) is not None]
+                xs = [
+                    v
+                    for r in runs
+                    if r["scenario"] == name and r["profile"] == profile and (v := dig(r, path)) is not None
+                ]
                 row[profile] = stats(xs)
             if not any(row.values()):
                 continue
@@ -138,19 +155,34 @@ def main() -> int:
             s = summary.get(name, {}).get(metric, {}).get(profile)
             if s:
                 v = s[stat]
-                print(f"  {profile:17} {name:15} {metric:12} {stat:6} {v:6.2f} s <= {limit:4.1f} s  {'met' if v <= limit else 'NOT met'}")
+                print(
+                    f"  {profile:17} {name:15} {metric:12} {stat:6} {v:6.2f} s <= {limit:4.1f} s  {'met' if v <= limit else 'NOT met'}"
+                )
     lost = sum(r.get("acked_missing") or 0 for r in runs)
     dual = sum(len(r.get("dual_primary") or []) for r in runs)
     errors = [f"{r['profile']} {r['scenario']} run {r['run']}: {r['error']}" for r in runs if r.get("error")]
-    print(f"\nacknowledged commits lost: {lost}; moments with two writable primaries: {dual}; drill errors: {len(errors)}")
+    print(
+        f"\nacknowledged commits lost: {lost}; moments with two writable primaries: {dual}; drill errors: {len(errors)}"
+    )
     for e in errors:
         print(f"  {e}")
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     dest = args.json or ROOT / "bench" / "results" / f"failover-{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    slim = [{k: v for k, v in r.items() if k not in ("events_file",)} for r in runs]
-    dest.write_text(json.dumps({"stack": args.stack, "profiles": profiles, "runs_per_profile": args.runs, "summary": summary, "drills": slim}, indent=2))
+    slim = [{k: v for k, v in r.items() if k != "events_file"} for r in runs]
+    dest.write_text(
+        json.dumps(
+            {
+                "stack": args.stack,
+                "profiles": profiles,
+                "runs_per_profile": args.runs,
+                "summary": summary,
+                "drills": slim,
+            },
+            indent=2,
+        )
+    )
     print(f"figures: {dest}")
     if args.keep or failed:
         print(f"run dir kept: {args.run_dir}")

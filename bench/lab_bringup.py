@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import control, observe, rundir  # noqa: E402
-from lab.topology import load_topology, scratch_dir  # noqa: E402
+from lab import control, observe, rundir
+from lab.topology import load_topology, scratch_dir
 
 
 def descendants(root: int) -> list[int]:

@@ -58,11 +58,16 @@ def _topo(args: argparse.Namespace) -> Topology:
     meta = rundir.lab_meta(run_dir)
     wrong = {name: (value, via) for name, (value, via) in _requested(args).items() if value != meta[name]}
     if wrong:
-        conflicts = "; ".join(f"{via} asks for {name} {value}, it was created with {name} {meta[name]}" for name, (value, via) in wrong.items())
+        conflicts = "; ".join(
+            f"{via} asks for {name} {value}, it was created with {name} {meta[name]}"
+            for name, (value, via) in wrong.items()
+        )
         undo = " and ".join(f"drop {via}" if via.startswith("--") else f"unset {via}" for _, via in wrong.values())
         ways = [f"{undo} to use it as it is", "choose another --run-dir"]
         if args.cmd == "up":
-            ways.insert(0, "add --fresh to 'up' to stop it and start a new lab there (its data and secrets are deleted)")
+            ways.insert(
+                0, "add --fresh to 'up' to stop it and start a new lab there (its data and secrets are deleted)"
+            )
         raise errors.LabError(f"the lab in {run_dir} does not match: {conflicts}. Either {', or '.join(ways)}.")
     return rundir.open_lab(run_dir)
 
@@ -86,7 +91,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"lab {topo.stack}: rendering node files into {topo.run_dir}")
         rundir.prepare(topo)
         control.start_supervisor(topo)
-        print(f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster")
+        print(
+            f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni (each managing its PostgreSQL) and HAProxy; waiting for a healthy cluster"
+        )
     observe.wait_healthy(topo, timeout=args.timeout, show=True)
     print(f"healthy after {time.monotonic() - t0:.1f}s")
     ok = print_validation(observe.validate(topo))
@@ -192,14 +199,24 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--stack", help="stack whose Pulumi.<stack>.yaml to run (default $PGHA_STACK, else dev)")
-    ap.add_argument("--run-dir", help="run directory (default $PGHA_LAB_DIR, else pgha-lab/<stack> in the system temp dir)")
-    ap.add_argument("--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)")
+    ap.add_argument(
+        "--run-dir", help="run directory (default $PGHA_LAB_DIR, else pgha-lab/<stack> in the system temp dir)"
+    )
+    ap.add_argument(
+        "--prefix", help="loopback prefix, e.g. 127.0 -> etcd 127.0.1.N, Patroni 127.0.2.N (or $PGHA_LAB_PREFIX)"
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="bring the lab up and validate it")
     up.add_argument("--timeout", type=float, default=180)
-    up.add_argument("--fresh", action="store_true", help="stop the lab of the run dir and delete it (data, secrets) before starting a new one")
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="stop the lab of the run dir and delete it (data, secrets) before starting a new one",
+    )
     sub.add_parser("status", help="status table and validation")
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--clean", action="store_true", help="also remove the run directory")
@@ -209,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     lg.add_argument("node")
     lg.add_argument("-n", "--lines", type=int, default=50)
     # Everything after "psql" is psql's (parse_known_args below): no options of its own, not even -h.
-    sub.add_parser("psql", help="psql on the primary (application user); the arguments after it go to psql", add_help=False)
+    sub.add_parser(
+        "psql", help="psql on the primary (application user); the arguments after it go to psql", add_help=False
+    )
     sub.add_parser("rotate-certs", help="issue new certificates for every node and reload in place")
     st = sub.add_parser("start", help="start a stopped daemon")
     st.add_argument("node")

@@ -5,6 +5,7 @@ signal a node, stop everything by pid, rotate certificates in place. The supervi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,11 +17,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pgha.settings import ROOT
+
 from .errors import LabError
 from .observe import served_serials
 from .rundir import lab_file, open_lab, prefix_of, rewrite_certs
 from .supervisor import alive, postmaster_pid
-from .topology import ROOT, Topology
+from .topology import Topology
 
 
 def state(topo: Topology) -> dict[str, Any] | None:
@@ -50,7 +53,18 @@ def postmaster_of(topo: Topology, name: str) -> int | None:
 def start_supervisor(topo: Topology) -> None:
     with open(topo.run_dir / "logs" / "supervisor.log", "ab") as log:  # the child keeps its own descriptor
         subprocess.Popen(
-            [sys.executable, "-m", "lab", "_supervise", "--stack", topo.stack, "--run-dir", str(topo.run_dir), "--prefix", prefix_of(topo)],
+            [
+                sys.executable,
+                "-m",
+                "lab",
+                "_supervise",
+                "--stack",
+                topo.stack,
+                "--run-dir",
+                str(topo.run_dir),
+                "--prefix",
+                prefix_of(topo),
+            ],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -84,7 +98,9 @@ def request_start(topo: Topology, node: str, timeout: float = 10) -> int:
 
 def signal_node(topo: Topology, node: str, sig: int, postgres: bool = True) -> list[int]:
     """Send ``sig`` to a node's daemon (and, for a Patroni node, its postmaster)."""
-    pids = [p for p in (pid_of(topo, node), postmaster_of(topo, node) if postgres and node in topo.pg_names else None) if p]
+    pids = [
+        p for p in (pid_of(topo, node), postmaster_of(topo, node) if postgres and node in topo.pg_names else None) if p
+    ]
     for p in pids:
         os.kill(p, sig)
     return pids
@@ -100,16 +116,14 @@ def stop(topo: Topology, timeout: float = 60) -> None:
             time.sleep(0.1)
     # Whatever survived (supervisor crashed or timed out): recorded pids and postmasters.
     for p in leftover_pids(topo, st):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     (topo.run_dir / "state.json").unlink(missing_ok=True)
 
 
 def leftover_pids(topo: Topology, st: dict[str, Any] | None = None) -> list[int]:
     st = st or {}
-    pids = list(st.get("procs", {}).values()) + [st.get("supervisor")]
+    pids = [*list(st.get("procs", {}).values()), st.get("supervisor")]
     pids += [postmaster_pid(Path(topo.layout(n).pg_data_dir)) for n in topo.pg_names]
     return [p for p in pids if p and alive(p) and p != os.getpid()]
 

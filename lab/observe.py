@@ -53,11 +53,19 @@ def rest(topo: Topology, node: str, path: str, timeout: float = 1.0) -> tuple[in
 
 
 def rest_post(
-    topo: Topology, node: str, path: str, body: dict[str, Any] | None, auth: bool = True, method: str = "POST", timeout: float = 30
+    topo: Topology,
+    node: str,
+    path: str,
+    body: dict[str, Any] | None,
+    auth: bool = True,
+    method: str = "POST",
+    timeout: float = 30,
 ) -> tuple[int, str]:
     """POST (or ``method``) to a Patroni REST endpoint, authenticated; (status, body text)."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(topo.rest_url(node) + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        topo.rest_url(node) + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     if auth:
         token = base64.b64encode(f"patroni:{topo.passwords().rest_api}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
@@ -74,7 +82,7 @@ def cluster(topo: Topology) -> dict[str, Any] | None:
     """Patroni's /cluster from the first node that answers."""
     for n in topo.pg_names:
         code, body = rest(topo, n, "/cluster")
-        if code == 200 and body:
+        if code == 200 and isinstance(body, dict):
             return body
     return None
 
@@ -93,9 +101,9 @@ def switchover_candidate(topo: Topology, leader_name: str) -> str:
     sync = [m["name"] for m in ms if m.get("role") == "sync_standby" and m.get("state") == "streaming"]
     streaming = [m["name"] for m in ms if m["name"] != leader_name and m.get("state") == "streaming"]
     if sync:
-        return sync[0]
+        return str(sync[0])
     if streaming:
-        return streaming[0]
+        return str(streaming[0])
     raise LabError("no streaming replica to switch over to")
 
 
@@ -114,7 +122,9 @@ def etcd_health(topo: Topology) -> dict[str, bool]:
     ctx = ssl_context(topo, client=True)
     for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
         try:
-            with urllib.request.urlopen(f"https://{ip}:{topo.settings.etcd.client_port}/health", context=ctx, timeout=1) as r:
+            with urllib.request.urlopen(
+                f"https://{ip}:{topo.settings.etcd.client_port}/health", context=ctx, timeout=1
+            ) as r:
                 out[n] = json.loads(r.read()).get("health") in ("true", True)
         except (OSError, ValueError):
             out[n] = False
@@ -126,7 +136,9 @@ def etcd_status(topo: Topology) -> dict[str, dict[str, Any]]:
     ctx = ssl_context(topo, client=True)
     out = {}
     for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
-        req = urllib.request.Request(f"https://{ip}:{topo.settings.etcd.client_port}/v3/maintenance/status", data=b"{}", method="POST")
+        req = urllib.request.Request(
+            f"https://{ip}:{topo.settings.etcd.client_port}/v3/maintenance/status", data=b"{}", method="POST"
+        )
         try:
             with urllib.request.urlopen(req, context=ctx, timeout=1) as r:
                 body = json.loads(r.read())
@@ -149,14 +161,30 @@ def etcd_leader(topo: Topology) -> str | None:
 def served_serials(topo: Topology) -> dict[str, int]:
     """Serial number of the certificate each TLS endpoint presents right now."""
     s = topo.settings
-    targets = {f"{n}:client": (ip, s.etcd.client_port) for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)}
-    targets.update({f"{n}:peer": (ip, s.etcd.peer_port) for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)})
-    targets.update({f"{n}:rest": (ip, s.patroni.rest_port) for n, ip in zip(topo.pg_names, topo.plan.addresses("patroni"), strict=True)})
+    targets = {
+        f"{n}:client": (ip, s.etcd.client_port)
+        for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)
+    }
+    targets.update(
+        {
+            f"{n}:peer": (ip, s.etcd.peer_port)
+            for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True)
+        }
+    )
+    targets.update(
+        {
+            f"{n}:rest": (ip, s.patroni.rest_port)
+            for n, ip in zip(topo.pg_names, topo.plan.addresses("patroni"), strict=True)
+        }
+    )
     ctx = ssl_context(topo, client=True)
     out = {}
     for k, (ip, port) in targets.items():
         try:
-            with socket.create_connection((ip, port), timeout=2) as raw, ctx.wrap_socket(raw, server_hostname=ip) as tls:
+            with (
+                socket.create_connection((ip, port), timeout=2) as raw,
+                ctx.wrap_socket(raw, server_hostname=ip) as tls,
+            ):
                 der = tls.getpeercert(binary_form=True)
                 out[k] = x509.load_der_x509_certificate(der).serial_number if der else 0
         except OSError:
@@ -185,9 +213,16 @@ def _pg_serial(topo: Topology, node: str) -> int:
 def bound_ports(topo: Topology) -> list[str]:
     """Lab addresses:ports that still accept connections."""
     s = topo.settings
-    targets = [(ip, s.etcd.client_port) for ip in topo.plan.addresses("etcd")] + [(ip, s.etcd.peer_port) for ip in topo.plan.addresses("etcd")]
-    targets += [(ip, s.patroni.port) for ip in topo.plan.addresses("patroni")] + [(ip, s.patroni.rest_port) for ip in topo.plan.addresses("patroni")]
-    targets += [(topo.haproxy_addr, s.endpoint.haproxy_primary_port), (topo.haproxy_addr, s.endpoint.haproxy_replica_port)]
+    targets = [(ip, s.etcd.client_port) for ip in topo.plan.addresses("etcd")] + [
+        (ip, s.etcd.peer_port) for ip in topo.plan.addresses("etcd")
+    ]
+    targets += [(ip, s.patroni.port) for ip in topo.plan.addresses("patroni")] + [
+        (ip, s.patroni.rest_port) for ip in topo.plan.addresses("patroni")
+    ]
+    targets += [
+        (topo.haproxy_addr, s.endpoint.haproxy_primary_port),
+        (topo.haproxy_addr, s.endpoint.haproxy_replica_port),
+    ]
     out = []
     for ip, port in targets:
         with socket.socket() as sock:
@@ -242,7 +277,14 @@ def progress(topo: Topology) -> Progress:
     lead = [m["name"] for m in members if m.get("role") == "leader"]
     streaming = [m for m in members if m.get("role") != "leader" and m.get("state") == "streaming"]
     sync = any(m.get("role") in ("sync_standby", "quorum_standby") for m in members)
-    return Progress(sum(health.values()), len(health), lead[0] if len(lead) == 1 else None, len(streaming), len(topo.pg_names) - 1, sync)
+    return Progress(
+        sum(health.values()),
+        len(health),
+        lead[0] if len(lead) == 1 else None,
+        len(streaming),
+        len(topo.pg_names) - 1,
+        sync,
+    )
 
 
 def wait_healthy(topo: Topology, timeout: float = 120, show: bool = False) -> float:
@@ -254,7 +296,11 @@ def wait_healthy(topo: Topology, timeout: float = 120, show: bool = False) -> fl
         p = progress(topo)
         line = p.line()
         if show and line != last:
-            print(("\r\033[K" if tty else "") + f"[{time.monotonic() - t0:5.1f}s] {line}", end="" if tty else "\n", flush=True)
+            print(
+                ("\r\033[K" if tty else "") + f"[{time.monotonic() - t0:5.1f}s] {line}",
+                end="" if tty else "\n",
+                flush=True,
+            )
             last = line
         need_sync = topo.settings.patroni.synchronous_mode
         if p.etcd_healthy == p.etcd_total and p.leader and p.streaming == p.replicas and (p.sync or not need_sync):
@@ -276,8 +322,13 @@ def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProc
     if os.geteuid() == 0:
         user = run_user()
         kw = {"user": user, "group": user, "extra_groups": []}
-    env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "ETCDCTL_API": "3", "HOME": tempfile.gettempdir()}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+        "LANG": "C.UTF-8",
+        "ETCDCTL_API": "3",
+        "HOME": tempfile.gettempdir(),
+    }
+    return subprocess.run(check=False, args=cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
 
 
 @dataclass
@@ -294,19 +345,37 @@ def validate(topo: Topology, wait: float = 30) -> list[CheckResult]:
     results = []
     for n in topo.etcd_names:
         lay = topo.layout(n)
-        p = run_as_user([lay.python, f"{lay.bin_dir}/pgha-check-etcd", "--config", f"{lay.etc_dir}/check.json", "--wait", str(wait)])
+        p = run_as_user(
+            [lay.python, f"{lay.bin_dir}/pgha-check-etcd", "--config", f"{lay.etc_dir}/check.json", "--wait", str(wait)]
+        )
         results.append(
-            CheckResult(n, "pgha-check-etcd", p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-1:][0] if (p.stdout + p.stderr).strip() else "")
+            CheckResult(
+                n,
+                "pgha-check-etcd",
+                p.returncode == 0,
+                (p.stdout + p.stderr).strip().splitlines()[-1:][0] if (p.stdout + p.stderr).strip() else "",
+            )
         )
     for n in topo.pg_names:
         lay = topo.layout(n)
-        p = run_as_user([lay.python, f"{lay.bin_dir}/pgha-check-patroni", "--config", f"{lay.etc_dir}/check.json", "--wait", str(wait)])
+        p = run_as_user(
+            [
+                lay.python,
+                f"{lay.bin_dir}/pgha-check-patroni",
+                "--config",
+                f"{lay.etc_dir}/check.json",
+                "--wait",
+                str(wait),
+            ]
+        )
         out = (p.stdout + p.stderr).strip().splitlines()
         results.append(CheckResult(n, "pgha-check-patroni", p.returncode == 0, out[-1] if out else ""))
         # Run by the supervisor before Patroni started (it needs etcd up and free ports).
         try:
             v = json.loads((topo.run_dir / "validate-config" / f"{n}.json").read_text())
-            results.append(CheckResult(n, "patroni --validate-config", v["rc"] == 0, v["output"].replace("\n", "; ") or "OK"))
+            results.append(
+                CheckResult(n, "patroni --validate-config", v["rc"] == 0, v["output"].replace("\n", "; ") or "OK")
+            )
         except (OSError, ValueError):
             results.append(CheckResult(n, "patroni --validate-config", False, "no result (supervisor did not run it)"))
     return results
@@ -332,11 +401,15 @@ def status_table(topo: Topology) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["PostgreSQL / Patroni"] + ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    out = ["PostgreSQL / Patroni"] + [
+        "  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows
+    ]
     health = etcd_health(topo)
     out.append("etcd")
     for n, ip in zip(topo.etcd_names, topo.plan.addresses("etcd"), strict=True):
-        out.append(f"  {n}  https://{ip}:{topo.settings.etcd.client_port}  {'healthy' if health.get(n) else 'UNHEALTHY'}")
+        out.append(
+            f"  {n}  https://{ip}:{topo.settings.etcd.client_port}  {'healthy' if health.get(n) else 'UNHEALTHY'}"
+        )
     ep = topo.settings.endpoint
     out.append("endpoints")
     out.append(f"  HAProxy primary   {topo.haproxy_addr}:{ep.haproxy_primary_port}  (checked on Patroni /primary)")

@@ -104,6 +104,9 @@ def rewrite_certs(topo: Topology) -> None:
 
 def write_pgpass(topo: Topology, passwords: Passwords) -> None:
     """A pgpass for the lab's client commands (psql, tests): app user only."""
-    lines = [f"{ip}:{topo.settings.patroni.port}:*:{topo.settings.patroni.app_user}:{passwords.app}" for ip in topo.plan.addresses("patroni")]
+    lines = [
+        f"{ip}:{topo.settings.patroni.port}:*:{topo.settings.patroni.app_user}:{passwords.app}"
+        for ip in topo.plan.addresses("patroni")
+    ]
     lines.append(f"{topo.haproxy_addr}:*:*:{topo.settings.patroni.app_user}:{passwords.app}")
     _write_secret(topo.run_dir / "pgpass", "\n".join(lines) + "\n")

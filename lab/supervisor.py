@@ -9,6 +9,7 @@ stops everything it started, by pid: TERM, then KILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -101,7 +102,13 @@ class Supervisor:
         kw: dict[str, Any] = {}
         if os.geteuid() == 0:
             kw = {"user": self.user, "group": self.user, "extra_groups": []}
-        env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.run_dir), "ETCDCTL_API": "3"}
+        env = {
+            "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(self.run_dir),
+            "ETCDCTL_API": "3",
+        }
         with open(self.run_dir / "logs" / f"{name}.log", "ab") as log:  # the daemon keeps its own descriptor
             log.write(f"--- pgha lab: starting {name} at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
@@ -112,7 +119,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 cwd=self.run_dir,
                 env=env,
-                **kw,  # type: ignore[arg-type]
+                **kw,
             )
         # Its own cgroup, so a drill can cut this node off the network (lab/drills/netcut.py).
         netcut.join(self.topo, name, self.procs[name].pid)
@@ -153,20 +160,16 @@ class Supervisor:
     def stop_group(self, names: list[str]) -> None:
         pids = self._pids_of_group(names)
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE
         while time.monotonic() < deadline and any(alive(p) for p in pids):
             self.reap()
             time.sleep(0.1)
         for pid in pids:
             if alive(pid):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         time.sleep(0.1)
         self.reap()
 
@@ -194,7 +197,9 @@ class Supervisor:
         for n in self.topo.pg_names:
             lay = self.topo.layout(n)
             cmd = [f"{lay.patroni_venv}/bin/patroni", "--validate-config", f"{lay.etc_dir}/patroni.yml"]
-            procs[n] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.run_dir, **kw)  # type: ignore[call-overload]
+            procs[n] = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=self.run_dir, **kw
+            )  # type: ignore[call-overload]
         for n, p in procs.items():
             out, _ = p.communicate(timeout=60)
             (out_dir / f"{n}.json").write_text(json.dumps({"rc": p.returncode, "output": out.strip()}))

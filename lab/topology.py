@@ -127,7 +127,9 @@ def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = 
 
 
 def new_passwords() -> Passwords:
-    return Passwords(**{k: pysecrets.token_urlsafe(24) for k in ("superuser", "replication", "rewind", "rest_api", "app")})
+    return Passwords(
+        **{k: pysecrets.token_urlsafe(24) for k in ("superuser", "replication", "rewind", "rest_api", "app")}
+    )
 
 
 def render_lab(topo: Topology, passwords: Passwords, ca: LabCA) -> list[RenderedNode]:

@@ -19,6 +19,7 @@ Definitions (README "Failover drills"):
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -40,7 +41,7 @@ def rto(attempts: Iterable[Attempt], fault_t: float | None) -> float | None:
     if not (before and after):
         return None
     series = [before[-1], *after]
-    return round(max(b - a for a, b in zip(series, series[1:], strict=False)), 3)
+    return round(max(b - a for a, b in itertools.pairwise(series)), 3)
 
 
 def lost_writes(attempts: Iterable[Attempt], present: set[int]) -> dict[str, Any]:
@@ -140,7 +141,13 @@ def leadership(monitor_log: dict[str, Any], old_leader: str | None, fault_t: flo
     promotions = []
     seen: set[str] = set()
     for v in monitor_log["views"]:
-        if v["t"] >= since and v["node"] != old_leader and v["reachable"] and v["role"] == "primary" and v["node"] not in seen:
+        if (
+            v["t"] >= since
+            and v["node"] != old_leader
+            and v["reachable"]
+            and v["role"] == "primary"
+            and v["node"] not in seen
+        ):
             promotions.append({"t": round(v["t"], 3), "node": v["node"]})
             seen.add(v["node"])
     changes = []
@@ -153,4 +160,9 @@ def leadership(monitor_log: dict[str, Any], old_leader: str | None, fault_t: flo
     new_leader = promotions[-1]["node"] if promotions else None
     if new_leader is None and key_moved:
         new_leader = [ch["to"] for ch in changes if ch["to"] not in (None, old_leader)][-1]
-    return {"promotions": promotions, "leader_key_changes": changes, "failover": bool(promotions) or key_moved, "new_leader": new_leader}
+    return {
+        "promotions": promotions,
+        "leader_key_changes": changes,
+        "failover": bool(promotions) or key_moved,
+        "new_leader": new_leader,
+    }

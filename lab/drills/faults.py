@@ -8,8 +8,8 @@ import os
 import signal
 from pathlib import Path
 
-from .. import control
-from ..topology import Topology
+from lab import control
+from lab.topology import Topology
 
 
 def _ppid(pid: int) -> int | None:

@@ -30,12 +30,14 @@ from typing import Any
 
 import psycopg
 
-from .. import observe
-from ..topology import ROOT, Topology
+from lab import observe
+from lab.topology import Topology
+from pgha.settings import ROOT
+
 from .events import COMMITTED, DOWN, LOCAL_ONLY, NOT_COMMITTED, READ_ONLY, UNKNOWN, Attempt
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))
-import pgha_client  # noqa: E402
+import pgha_client
 
 DRILL_TABLE = "pgha_drill"
 PROBE_TABLE = "pgha_drill_probe"
@@ -115,8 +117,12 @@ def client_config(topo: Topology, path: str, load: LoadSettings) -> pgha_client.
     if path == "haproxy":
         # HAProxy forwards TCP: the certificate names the node, not HAProxy (verify-ca).
         ep = topo.settings.endpoint
-        return pgha_client.Config(hosts=(pgha_client.Host(topo.haproxy_addr, ep.haproxy_primary_port),), sslmode="verify-ca", **common)
-    return pgha_client.Config(hosts=tuple(pgha_client.Host(topo.address(n), pg.port) for n in topo.pg_names), sslmode="verify-full", **common)
+        return pgha_client.Config(
+            hosts=(pgha_client.Host(topo.haproxy_addr, ep.haproxy_primary_port),), sslmode="verify-ca", **common
+        )
+    return pgha_client.Config(
+        hosts=tuple(pgha_client.Host(topo.address(n), pg.port) for n in topo.pg_names), sslmode="verify-full", **common
+    )
 
 
 class Writer(threading.Thread):
@@ -143,7 +149,9 @@ class Writer(threading.Thread):
             s = seq
 
             def insert(conn: Any, s: int = s) -> str:
-                return conn.execute(sql, (self.client, s)).fetchone()[0]
+                row = conn.execute(sql, (self.client, s)).fetchone()
+                assert row is not None
+                return str(row[0])
 
             outcome, node, error = COMMITTED, None, None
             try:
@@ -240,7 +248,12 @@ class NodeView:
 
     @property
     def streaming(self) -> bool:
-        return self.reachable and self.role == "replica" and self.state == "running" and self.replication_state == "streaming"
+        return (
+            self.reachable
+            and self.role == "replica"
+            and self.state == "running"
+            and self.replication_state == "streaming"
+        )
 
 
 class Monitor:
@@ -257,7 +270,10 @@ class Monitor:
         self.leader_key: str | None = None
         self.etcd_reachable = True
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._poll_node, args=(n,), name=f"drill-monitor-{n}", daemon=True) for n in topo.pg_names]
+        self.threads = [
+            threading.Thread(target=self._poll_node, args=(n,), name=f"drill-monitor-{n}", daemon=True)
+            for n in topo.pg_names
+        ]
         self.threads.append(threading.Thread(target=self._poll_leader_key, name="drill-monitor-etcd", daemon=True))
 
     def start(self) -> None:
@@ -343,7 +359,9 @@ class Recorder:
         self.clock = Clock()
         self.stop_event = threading.Event()
         self.clients = {p: f"{tag}-{p}" for p in ("libpq", "haproxy")}
-        self.writers = {p: Writer(topo, p, cl, self.clock, self.stop_event, self.load) for p, cl in self.clients.items()}
+        self.writers = {
+            p: Writer(topo, p, cl, self.clock, self.stop_event, self.load) for p, cl in self.clients.items()
+        }
         self.probes = [Probe(topo, n, self.clock, self.stop_event, self.load) for n in topo.pg_names]
         self.monitor = Monitor(topo, self.clock, self.stop_event)
         self.stopped_at: float | None = None

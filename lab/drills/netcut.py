@@ -11,11 +11,12 @@ applications on the other side of a real partition would.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from pathlib import Path
 
-from ..topology import Topology
+from lab.topology import Topology
 
 NFT_CGROUP_BASE = Path("/sys/fs/cgroup")  # nft resolves cgroupv2 paths relative to this
 
@@ -60,16 +61,15 @@ def cleanup(topo: Topology) -> None:
         return
     for d in (*sorted(cg.parent.glob("*/")), cg.parent):
         if d.is_dir():
-            try:
+            with contextlib.suppress(OSError):
                 d.rmdir()
-            except OSError:
-                pass
 
 
 def _nft_ref(topo: Topology, node: str) -> tuple[int, str]:
     cg = node_cgroup(topo, node)
     root = cgroup2_root()
-    assert cg is not None and root is not None
+    assert cg is not None
+    assert root is not None
     return len(cg.relative_to(root).parts), str(cg.relative_to(NFT_CGROUP_BASE))
 
 
@@ -132,4 +132,4 @@ def partition(topo: Topology, node: str) -> str:
 
 def heal(topo: Topology) -> None:
     if shutil.which("nft"):
-        subprocess.run(["nft", "delete", "table", "inet", table_name(topo)], capture_output=True)
+        subprocess.run(check=False, args=["nft", "delete", "table", "inet", table_name(topo)], capture_output=True)

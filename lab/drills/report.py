@@ -61,12 +61,12 @@ def plot(path: Path, result: dict[str, Any], attempts: list[Attempt], node_names
     color = {n: NODE_COLORS[i % len(NODE_COLORS)] for i, n in enumerate(node_names)}
     fig, ax = plt.subplots(figsize=(13, 4.8), dpi=110)
     style = {
-        COMMITTED: dict(marker="|", s=60, linewidths=1.2),
-        NOT_COMMITTED: dict(marker="x", s=22, c="#d62728", linewidths=1.0),
-        UNKNOWN: dict(marker="o", s=28, facecolors="none", edgecolors="#ff7f0e", linewidths=1.2),
-        LOCAL_ONLY: dict(marker="D", s=18, c="#ff7f0e"),
-        READ_ONLY: dict(marker="|", s=25, c="#cfcfcf", linewidths=0.8),
-        DOWN: dict(marker="x", s=14, c="#f4a3a3", linewidths=0.8),
+        COMMITTED: {"marker": "|", "s": 60, "linewidths": 1.2},
+        NOT_COMMITTED: {"marker": "x", "s": 22, "c": "#d62728", "linewidths": 1.0},
+        UNKNOWN: {"marker": "o", "s": 28, "facecolors": "none", "edgecolors": "#ff7f0e", "linewidths": 1.2},
+        LOCAL_ONLY: {"marker": "D", "s": 18, "c": "#ff7f0e"},
+        READ_ONLY: {"marker": "|", "s": 25, "c": "#cfcfcf", "linewidths": 0.8},
+        DOWN: {"marker": "x", "s": 14, "c": "#f4a3a3", "linewidths": 0.8},
     }
     for outcome, kw in style.items():
         pts = [a for a in attempts if a.outcome == outcome and a.source in ypos]
@@ -99,14 +99,18 @@ def plot(path: Path, result: dict[str, Any], attempts: list[Attempt], node_names
         f"drill {result['number']} {result['scenario']} ({result['stack']}, ttl {t.get('ttl')} loop_wait {t.get('loop_wait')}): RTO {rto}",
         fontsize=10,
     )
-    handles = [Line2D([], [], color=color[n], marker="|", linestyle="", markersize=10, label=f"ack by {n}") for n in node_names]
+    handles = [
+        Line2D([], [], color=color[n], marker="|", linestyle="", markersize=10, label=f"ack by {n}") for n in node_names
+    ]
     handles += [
         Line2D([], [], color="#d62728", marker="x", linestyle="", label="not committed"),
         Line2D([], [], color="#ff7f0e", marker="o", markerfacecolor="none", linestyle="", label="outcome unknown"),
         Line2D([], [], color="#cfcfcf", marker="|", linestyle="", label="probe: read-only"),
         Line2D([], [], color="#ff7f0e", marker="D", linestyle="", label="probe: local-only commit"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(handles), fontsize=7, frameon=False)
+    ax.legend(
+        handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(handles), fontsize=7, frameon=False
+    )
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab import control, observe
+from lab.errors import DrillError, LabError
+from lab.topology import Topology
 from pgha.timing import TIMING_PROFILES
 
-from .. import control, observe
-from ..errors import DrillError, LabError
-from ..topology import Topology
 from . import netcut
 from .detect import client_summary, dual_primaries, leadership
 from .faults import thaw
@@ -42,7 +42,12 @@ def restore(topo: Topology, frozen: list[int], timeout: float = 180) -> None:
 
 
 def run_drill(
-    topo: Topology, name: str, out_dir: Path | None = None, load: LoadSettings | None = None, png: bool = True, log: Callable[[str], None] = print
+    topo: Topology,
+    name: str,
+    out_dir: Path | None = None,
+    load: LoadSettings | None = None,
+    png: bool = True,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run one scenario on a running lab and return its result (also written as JSON,
     with the raw attempts and a PNG timeline, under ``out_dir``)."""
@@ -70,7 +75,9 @@ def run_drill(
     tag = f"{sc.name}-{started:%Y%m%dT%H%M%S%f}"
     rec = Recorder(topo, tag, load)
     d = Drill(topo, rec, timing, old)
-    log(f"[{sc.number} {sc.name}] {sc.title}; leader {old}, ttl {timing.ttl} loop_wait {timing.loop_wait} retry_timeout {timing.retry_timeout}")
+    log(
+        f"[{sc.number} {sc.name}] {sc.title}; leader {old}, ttl {timing.ttl} loop_wait {timing.loop_wait} retry_timeout {timing.retry_timeout}"
+    )
     error: str | None = None
     healthy = False
     present: dict[str, set[int]] | None = None
@@ -78,7 +85,11 @@ def run_drill(
     rec.start()
     try:
         try:
-            d.wait(lambda: rec.acked_since(0.0) and old in rec.monitor.primaries(), 30, "both writers to write and the monitor to see the leader")
+            d.wait(
+                lambda: rec.acked_since(0.0) and old in rec.monitor.primaries(),
+                30,
+                "both writers to write and the monitor to see the leader",
+            )
             d.hold(1.0)
             sc.run(d)
             settle = d.rec.now()
@@ -100,7 +111,10 @@ def run_drill(
             thaw(d.frozen)
     attempts = rec.attempts()
     lead = leadership(rec.monitor_log(), old, d.fault_t)
-    clients = {p: client_summary([a for a in attempts if a.source == p], d.fault_t, present[p] if present else None) for p in rec.clients}
+    clients = {
+        p: client_summary([a for a in attempts if a.source == p], d.fault_t, present[p] if present else None)
+        for p in rec.clients
+    }
     result.update(
         {
             "timing": timing.__dict__,
@@ -127,7 +141,9 @@ def run_drill(
         d.notes.append(f"ERROR: {error}")
     out_dir.mkdir(parents=True, exist_ok=True)
     events = out_dir / f"{sc.number}-{sc.name}.events.json"
-    events.write_text(json.dumps({"clients": rec.clients, "attempts": [a.row() for a in attempts], "monitor": rec.monitor_log()}))
+    events.write_text(
+        json.dumps({"clients": rec.clients, "attempts": [a.row() for a in attempts], "monitor": rec.monitor_log()})
+    )
     result["events_file"] = str(events)
     if png:
         png_path = out_dir / f"{sc.number}-{sc.name}.png"
@@ -148,7 +164,11 @@ def default_out_dir(topo: Topology) -> Path:
 
 
 def run_drills(
-    topo: Topology, names: list[str], out_dir: Path | None = None, load: LoadSettings | None = None, log: Callable[[str], None] = print
+    topo: Topology,
+    names: list[str],
+    out_dir: Path | None = None,
+    load: LoadSettings | None = None,
+    log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     out_dir = out_dir or default_out_dir(topo)
     results = [run_drill(topo, s.name, out_dir, load, log=log) for s in resolve(names)]
@@ -164,7 +184,10 @@ def cli(topo: Topology, names: list[str], all_: bool, profile: str | None, out: 
     if all_:
         names = [s.name for s in SCENARIOS.values()]
     if not names:
-        print("name a scenario or use --all:\n" + "\n".join(f"  {s.number} {s.name:15} {s.title}" for s in SCENARIOS.values()))
+        print(
+            "name a scenario or use --all:\n"
+            + "\n".join(f"  {s.number} {s.name:15} {s.title}" for s in SCENARIOS.values())
+        )
         return 2
     scenarios = resolve(names)
     if profile and profile not in TIMING_PROFILES:
@@ -172,11 +195,17 @@ def cli(topo: Topology, names: list[str], all_: bool, profile: str | None, out: 
         return 2
     if profile:
         t = apply_timing(topo, profile)
-        print(f"timing profile {profile}: ttl {t.ttl} loop_wait {t.loop_wait} retry_timeout {t.retry_timeout} (PATCH /config)")
+        print(
+            f"timing profile {profile}: ttl {t.ttl} loop_wait {t.loop_wait} retry_timeout {t.retry_timeout} (PATCH /config)"
+        )
     out_dir = Path(out) if out else default_out_dir(topo)
     results = run_drills(topo, [s.name for s in scenarios], out_dir)
     print()
     print(table(results))
     print(f"\nJSON, raw attempts and PNG timelines: {out_dir}")
-    bad = [r for r in results if not r.get("skipped") and (r.get("error") or r.get("acked_missing") or r.get("dual_primary"))]
+    bad = [
+        r
+        for r in results
+        if not r.get("skipped") and (r.get("error") or r.get("acked_missing") or r.get("dual_primary"))
+    ]
     return 1 if bad else 0

@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import control, observe
-from ..errors import DrillError
-from ..topology import Topology
+from lab import control, observe
+from lab.errors import DrillError
+from lab.topology import Topology
+
 from . import netcut
 from .faults import freeze_node, kill_node, thaw
 from .load import Recorder
@@ -174,7 +175,7 @@ def wait_etcd_healthy(d: Drill) -> None:
 
 def s_etcd_loss_2(d: Drill) -> None:
     lead = observe.etcd_leader(d.topo) or d.topo.etcd_names[0]
-    victims = [lead] + [n for n in d.topo.etcd_names if n != lead][: quorum_loss(len(d.topo.etcd_names)) - 1]
+    victims = [lead, *[n for n in d.topo.etcd_names if n != lead][: quorum_loss(len(d.topo.etcd_names)) - 1]]
     d.extra["etcd_killed"] = victims
     offset = observe.log_size(d.topo, d.old_leader)
     d.mark("fault", f"SIGKILL {' '.join(victims)} (quorum lost)")
@@ -183,7 +184,9 @@ def s_etcd_loss_2(d: Drill) -> None:
     d.hold(d.timing.ttl + d.timing.retry_timeout + d.timing.loop_wait)
     d.extra["primary_during_outage"] = d.rec.monitor.primaries()
     # Patroni's own word that failsafe mode kept the primary (all members answered /failsafe).
-    kept = observe.log_since(d.topo, d.old_leader, offset).count("continue to run as a leader because failsafe mode is enabled")
+    kept = observe.log_since(d.topo, d.old_leader, offset).count(
+        "continue to run as a leader because failsafe mode is enabled"
+    )
     d.extra["failsafe_confirmations"] = kept
     d.notes.append(
         f"{' '.join(victims)} killed; primary during the outage: {', '.join(d.extra['primary_during_outage']) or 'none'}; failsafe confirmations {kept}"
@@ -207,7 +210,12 @@ def s_replica_loss(d: Drill) -> None:
     kill_node(d.topo, victim)
     if d.sync:
         others = [n for n in replicas if n != victim]
-        d.wait(lambda: any(n in observe.sync_standbys(d.topo) for n in others), d.timing.ttl + 30, "another sync standby", interval=0.2)
+        d.wait(
+            lambda: any(n in observe.sync_standbys(d.topo) for n in others),
+            d.timing.ttl + 30,
+            "another sync standby",
+            interval=0.2,
+        )
         d.extra["new_sync_standby"] = observe.sync_standbys(d.topo)
     d.recovered_after(since, 60)
     d.hold(1.0)
@@ -238,7 +246,11 @@ def s_postgres_crash(d: Drill) -> None:
     t = d.wait(restarted, d.timing.ttl + 60, f"{old}'s PostgreSQL to run again (or a failover)")
     d.recovered_after(t, 60)
     d.extra["postgres_back_s"] = round(t - since, 3)
-    d.notes.append(f"PostgreSQL on {old} running again {d.extra['postgres_back_s']} s after the crash" if not d.promoted() else f"failover to {d.promoted()}")
+    d.notes.append(
+        f"PostgreSQL on {old} running again {d.extra['postgres_back_s']} s after the crash"
+        if not d.promoted()
+        else f"failover to {d.promoted()}"
+    )
 
 
 @dataclass(frozen=True)
@@ -255,7 +267,9 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(1, "node-death", "SIGKILL the primary (Patroni + PostgreSQL), restart it", s_node_death),
         Scenario(2, "frozen-primary", "SIGSTOP the primary longer than ttl, then SIGCONT", s_frozen_primary),
-        Scenario(3, "partition", "cut the primary off from etcd and its peers, then heal", s_partition, partition_unavailable),
+        Scenario(
+            3, "partition", "cut the primary off from etcd and its peers, then heal", s_partition, partition_unavailable
+        ),
         Scenario(4, "switchover", "planned switchover", s_switchover),
         Scenario(5, "etcd-loss-1", "lose 1 etcd member (the leader)", s_etcd_loss_1),
         Scenario(6, "etcd-loss-2", "lose a majority of the etcd members (failsafe mode)", s_etcd_loss_2),
@@ -271,6 +285,8 @@ def resolve(names: list[str]) -> list[Scenario]:
     for n in names:
         s = SCENARIOS.get(n) or by_number.get(n)
         if s is None:
-            raise DrillError(f"unknown scenario {n!r}; known: {', '.join(f'{s.number} {s.name}' for s in SCENARIOS.values())}")
+            raise DrillError(
+                f"unknown scenario {n!r}; known: {', '.join(f'{s.number} {s.name}' for s in SCENARIOS.values())}"
+            )
         out.append(s)
     return out

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from lab import observe
+from lab.errors import DrillError
+from lab.topology import Topology
 from pgha.timing import TIMING_PROFILES
-
-from .. import observe
-from ..errors import DrillError
-from ..topology import Topology
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,13 @@ def apply_timing(topo: Topology, profile: str) -> Timing:
     if before == want:
         return want
     lead = observe.leader(topo) or topo.pg_names[0]
-    code, body = observe.rest_post(topo, lead, "/config", {"ttl": want.ttl, "loop_wait": want.loop_wait, "retry_timeout": want.retry_timeout}, method="PATCH")
+    code, body = observe.rest_post(
+        topo,
+        lead,
+        "/config",
+        {"ttl": want.ttl, "loop_wait": want.loop_wait, "retry_timeout": want.retry_timeout},
+        method="PATCH",
+    )
     if code != 200:
         raise DrillError(f"PATCH /config on {lead}: HTTP {code} {body.strip()}")
     # Every node picks the new values up at its next HA loop (at most the old loop_wait).

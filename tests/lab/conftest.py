@@ -27,7 +27,7 @@ FAILED: list[str] = []
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(item, call):
     rep = yield
     if rep.failed:
         FAILED.append(item.nodeid)
@@ -35,7 +35,9 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
 
 
 @contextmanager
-def running_lab(name: str, stack: str, configure: Callable[[Topology], None] | None = None, start: bool = True) -> Iterator[Topology]:
+def running_lab(
+    name: str, stack: str, configure: Callable[[Topology], None] | None = None, start: bool = True
+) -> Iterator[Topology]:
     """A lab ``name`` of ``stack`` on ``PREFIXES[name]``, in a fresh run dir.
 
     ``configure`` may change the topology before anything is rendered. With
@@ -81,10 +83,10 @@ sync_lab = lab_fixture("sync", "prod")
 
 
 def connect(topo: Topology, dsn: str, **kw: object) -> psycopg.Connection:
-    return psycopg.connect(dsn, password=topo.passwords().app, autocommit=True, **kw)  # type: ignore[arg-type]
+    return psycopg.connect(dsn, password=topo.passwords().app, autocommit=True, **kw)
 
 
-def wait_for(pred, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
+def wait_for(pred, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -29,8 +29,9 @@ def test_validation_scripts_pass(sync_lab: Topology) -> None:
 def test_every_etcd_member_started(sync_lab: Topology) -> None:
     n = len(sync_lab.etcd_names)
     results = [r for r in observe.validate(sync_lab, wait=5) if r.check == "pgha-check-etcd"]
-    assert len(results) == n and all(f"{n}/{n} members started, {n}/{n} endpoints healthy" in r.output for r in results)
-    assert observe.etcd_health(sync_lab) == {name: True for name in sync_lab.etcd_names}
+    assert len(results) == n
+    assert all(f"{n}/{n} members started, {n}/{n} endpoints healthy" in r.output for r in results)
+    assert observe.etcd_health(sync_lab) == dict.fromkeys(sync_lab.etcd_names, True)
 
 
 def test_exactly_one_leader_and_every_replica_streaming(sync_lab: Topology) -> None:
@@ -41,8 +42,11 @@ def test_exactly_one_leader_and_every_replica_streaming(sync_lab: Topology) -> N
         assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
     # pg_stat_replication as the leader sees it, through the node's own check script:
     # application_name must be a member name (pg_basebackup shows up as streaming too).
-    leader_check = [r for r in observe.validate(sync_lab, wait=10) if r.node == leaders[0] and r.check == "pgha-check-patroni"][0]
-    assert leader_check.ok and f"pg_stat_replication: {len(sync_lab.pg_names) - 1} streaming" in leader_check.output
+    leader_check = next(
+        r for r in observe.validate(sync_lab, wait=10) if r.node == leaders[0] and r.check == "pgha-check-patroni"
+    )
+    assert leader_check.ok
+    assert f"pg_stat_replication: {len(sync_lab.pg_names) - 1} streaming" in leader_check.output
 
 
 def test_sync_standby_in_synchronous_mode(sync_lab: Topology) -> None:
@@ -52,7 +56,8 @@ def test_sync_standby_in_synchronous_mode(sync_lab: Topology) -> None:
     leader = observe.leader(sync_lab)
     assert leader
     code, body = observe.rest(sync_lab, leader, "/config")
-    assert code == 200 and body["synchronous_mode"] is True
+    assert code == 200
+    assert body["synchronous_mode"] is True
 
 
 def test_write_on_primary_is_readable_on_replicas(sync_lab: Topology) -> None:
@@ -66,7 +71,11 @@ def test_write_on_primary_is_readable_on_replicas(sync_lab: Topology) -> None:
             continue
         with connect(sync_lab, sync_lab.node_dsn(n)) as conn:
             assert conn.execute("select pg_is_in_recovery()").fetchone() == (True,)
-            wait_for(lambda: conn.execute("select count(*) from t_replicated where v = %s", (token,)).fetchone() == (1,), 10, f"row on {n}")
+            wait_for(
+                lambda: conn.execute("select count(*) from t_replicated where v = %s", (token,)).fetchone() == (1,),
+                10,
+                f"row on {n}",
+            )
 
 
 def test_multihost_dsn_and_haproxy_land_on_the_primary(sync_lab: Topology) -> None:
@@ -74,7 +83,9 @@ def test_multihost_dsn_and_haproxy_land_on_the_primary(sync_lab: Topology) -> No
     for dsn in (sync_lab.dsn(), sync_lab.haproxy_dsn()):
         with connect(sync_lab, dsn) as conn:
             conn.execute("create table if not exists t_endpoints (v text)")
-            addr, in_recovery = conn.execute("insert into t_endpoints values ('x') returning inet_server_addr()::text, pg_is_in_recovery()").fetchone()
+            addr, in_recovery = conn.execute(
+                "insert into t_endpoints values ('x') returning inet_server_addr()::text, pg_is_in_recovery()"
+            ).fetchone()
             assert (addr.split("/")[0], in_recovery) == (sync_lab.address(leader), False)
     with connect(sync_lab, sync_lab.haproxy_dsn(replica=True)) as conn:
         assert conn.execute("select pg_is_in_recovery()").fetchone() == (True,)
@@ -98,16 +109,22 @@ def test_killed_primary_is_replaced_and_rejoins(sync_lab: Topology) -> None:
     assert old
     with connect(sync_lab, sync_lab.dsn()) as conn:
         conn.execute("create table if not exists t_failover (id serial primary key, v text)")
-        acked = [conn.execute("insert into t_failover (v) values ('before') returning id").fetchone()[0] for _ in range(20)]
+        acked = [
+            conn.execute("insert into t_failover (v) values ('before') returning id").fetchone()[0] for _ in range(20)
+        ]
         timeline = int(members(sync_lab)[old]["timeline"])
     killed = control.signal_node(sync_lab, old, signal.SIGKILL)
     assert len(killed) == 2, "expected Patroni and its postmaster"
-    new = wait_for(lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(sync_lab)), 90, "a new leader")
+    new = wait_for(
+        lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(sync_lab)), 90, "a new leader"
+    )
     assert new != old
     with connect(sync_lab, sync_lab.dsn()) as conn:
         ids = {r[0] for r in conn.execute("select id from t_failover").fetchall()}
         assert set(acked) <= ids, "acknowledged commits lost in synchronous mode"
-    wait_for(lambda: int(members(sync_lab)[new].get("timeline") or 0) > timeline, 30, "the new leader on a new timeline")
+    wait_for(
+        lambda: int(members(sync_lab)[new].get("timeline") or 0) > timeline, 30, "the new leader on a new timeline"
+    )
     # Restart the old node as systemd would: it rejoins as a replica (pg_rewind if needed).
     control.request_start(sync_lab, old)
     wait_for(lambda: members(sync_lab).get(old, {}).get("state") == "streaming", 90, f"{old} streaming again")

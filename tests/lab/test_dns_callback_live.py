@@ -12,9 +12,9 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from pgha.secrets import OvhApiCredentials
 from lab import observe
 from lab.topology import Topology
+from pgha.secrets import OvhApiCredentials
 from tests.support import ovh_double as ovh
 
 from .conftest import running_lab, wait_for
@@ -36,7 +36,16 @@ def api() -> Iterator[Api]:
     double = ovh.OvhDouble()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), ovh.make_handler(double))
     double.base = f"http://127.0.0.1:{srv.server_address[1]}/1.0"
-    double.records = {ovh.RECORD_ID: {"id": ovh.RECORD_ID, "zone": ovh.ZONE, "subDomain": "primary-db-prod", "fieldType": "A", "target": "10.0.0.1", "ttl": 60}}
+    double.records = {
+        ovh.RECORD_ID: {
+            "id": ovh.RECORD_ID,
+            "zone": ovh.ZONE,
+            "subDomain": "primary-db-prod",
+            "fieldType": "A",
+            "target": "10.0.0.1",
+            "ttl": 60,
+        }
+    }
     ovh.grant_callback_rules(double)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
@@ -74,7 +83,8 @@ def test_record_follows_a_switchover(dns_lab: tuple[Topology, Api]) -> None:
     assert code == 200, body
     wait_for(lambda: api.target() == topo.address(cand), 60, f"the record to follow {cand}")
     calls = api.double.calls
-    assert calls and all(x.signature_ok for x in calls if x.signature_ok is not None), "an OVH call was not signed correctly"
+    assert calls
+    assert all(x.signature_ok for x in calls if x.signature_ok is not None), "an OVH call was not signed correctly"
     assert api.double.refreshed >= 2  # bootstrap and switchover
 
 

@@ -31,7 +31,9 @@ def drill(topo: Topology, name: str) -> dict[str, Any]:
     for path, cl in r["clients"].items():
         assert cl["committed"] > 0, f"{path}: no write acknowledged at all"
         assert cl["first_ack_after_fault"] is not None, f"{path}: writes never resumed after the fault"
-        assert cl["failed_present"] == [], f"{path}: attempts reported as not committed exist: {cl['failed_present'][:10]}"
+        assert cl["failed_present"] == [], (
+            f"{path}: attempts reported as not committed exist: {cl['failed_present'][:10]}"
+        )
     return r
 
 
@@ -44,15 +46,19 @@ def no_acked_commit_lost(r: dict[str, Any]) -> None:
 def test_node_death_fails_over_without_loss_and_the_old_primary_rejoins(drill_lab: Topology) -> None:
     r = drill(drill_lab, "node-death")
     no_acked_commit_lost(r)
-    assert r["failover"] and r["new_leader"] not in (None, r["old_leader"])
-    assert r["rejoin_node"] == r["old_leader"] and r["rejoin_s"] is not None
+    assert r["failover"]
+    assert r["new_leader"] not in (None, r["old_leader"])
+    assert r["rejoin_node"] == r["old_leader"]
+    assert r["rejoin_s"] is not None
 
 
 def test_frozen_primary_is_replaced_and_rejoins_after_sigcont(drill_lab: Topology) -> None:
     r = drill(drill_lab, "frozen-primary")
     no_acked_commit_lost(r)
-    assert r["failover"] and r["new_leader"] != r["old_leader"]
-    assert r["rejoin_node"] == r["old_leader"] and r["rejoin_s"] is not None
+    assert r["failover"]
+    assert r["new_leader"] != r["old_leader"]
+    assert r["rejoin_node"] == r["old_leader"]
+    assert r["rejoin_s"] is not None
 
 
 def test_partition_of_the_primary(drill_lab: Topology) -> None:
@@ -63,14 +69,17 @@ def test_partition_of_the_primary(drill_lab: Topology) -> None:
     assert reason is None, reason
     r = drill(drill_lab, "partition")
     no_acked_commit_lost(r)
-    assert r["failover"] and r["new_leader"] != r["old_leader"]
-    assert r["rejoin_node"] == r["old_leader"] and r["rejoin_s"] is not None
+    assert r["failover"]
+    assert r["new_leader"] != r["old_leader"]
+    assert r["rejoin_node"] == r["old_leader"]
+    assert r["rejoin_s"] is not None
 
 
 def test_switchover_moves_the_leader_without_loss(drill_lab: Topology) -> None:
     r = drill(drill_lab, "switchover")
     no_acked_commit_lost(r)
-    assert r["failover"] and r["new_leader"] != r["old_leader"]
+    assert r["failover"]
+    assert r["new_leader"] != r["old_leader"]
     assert r["rejoin_s"] is not None
 
 
@@ -91,7 +100,8 @@ def test_losing_the_sync_standby_moves_sync_to_the_other_replica(drill_lab: Topo
     r = drill(drill_lab, "replica-loss")
     no_acked_commit_lost(r)
     assert not r["failover"]
-    assert r["new_sync_standby"] and r["replica_killed"] not in r["new_sync_standby"]
+    assert r["new_sync_standby"]
+    assert r["replica_killed"] not in r["new_sync_standby"]
     assert r["replica_rejoin_s"] is not None
 
 

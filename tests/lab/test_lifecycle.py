@@ -24,7 +24,8 @@ cli_lab = lab_fixture("cli", "dev", scope="function", start=False)
 
 def lab(topo: Topology, *args: str, prefix: str = PREFIXES["cli"]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lab", "--stack", "dev", "--run-dir", str(topo.run_dir), "--prefix", prefix, *args],
+        check=False,
+        args=[sys.executable, "-m", "lab", "--stack", "dev", "--run-dir", str(topo.run_dir), "--prefix", prefix, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -37,8 +38,11 @@ def test_up_status_down_cycle(cli_lab: Topology) -> None:
     p = lab(topo, "up")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "validation passed" in p.stdout
-    checks = len(topo.etcd_names) + 2 * len(topo.pg_names)  # a check script per node, --validate-config per Patroni node
-    assert p.stdout.count("\n  PASS  ") == checks and "\n  FAIL  " not in p.stdout
+    checks = len(topo.etcd_names) + 2 * len(
+        topo.pg_names
+    )  # a check script per node, --validate-config per Patroni node
+    assert p.stdout.count("\n  PASS  ") == checks
+    assert "\n  FAIL  " not in p.stdout
     assert f"started {len(topo.etcd_names)} etcd, {len(topo.pg_names)} Patroni" in p.stdout
     secrets = topo.passwords()
     for pw in secrets.__dict__.values():
@@ -50,24 +54,30 @@ def test_up_status_down_cycle(cli_lab: Topology) -> None:
     p = lab(topo, "psql", "-X", "-tAc", "select 6 * 7")  # psql's options reach psql
     assert (p.returncode, p.stdout.strip()) == (0, "42"), p.stdout + p.stderr
     p = lab(topo, "up")  # on a running lab: safe, nothing restarted
-    assert p.returncode == 0 and "already running" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "already running" in p.stdout, p.stdout + p.stderr
     assert observe.leader(topo) == first_leader
 
     p = lab(topo, "down")
     assert p.returncode == 0, p.stdout + p.stderr
-    assert control.leftover_pids(topo) == [] and observe.bound_ports(topo) == []
+    assert control.leftover_pids(topo) == []
+    assert observe.bound_ports(topo) == []
 
     p = lab(topo, "up")  # from the existing data and secrets
     assert p.returncode == 0, p.stdout + p.stderr
     assert topo.passwords() == secrets
 
     p = lab(topo, "up", prefix="127.76")  # another prefix on this run dir: refused, nothing touched
-    assert p.returncode == 1 and "--prefix asks for prefix 127.76" in p.stderr and "--fresh" in p.stderr, p.stdout + p.stderr
-    assert control.running(topo) and rundir.lab_meta(topo.run_dir)["prefix"] == PREFIXES["cli"]
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "--prefix asks for prefix 127.76" in p.stderr, p.stderr
+    assert "--fresh" in p.stderr, p.stderr
+    assert control.running(topo)
+    assert rundir.lab_meta(topo.run_dir)["prefix"] == PREFIXES["cli"]
 
     p = lab(topo, "up", "--fresh")  # stops the running lab, discards its run dir, starts a new one
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "discarding" in p.stdout and topo.passwords() != secrets
+    assert "discarding" in p.stdout
+    assert topo.passwords() != secrets
 
     p = lab(topo, "down", "--clean")
     assert p.returncode == 0, p.stdout + p.stderr

@@ -46,17 +46,32 @@ def configs(sync_lab: Topology, tmp_path_factory: pytest.TempPathFactory) -> dic
     for via in VIAS:
         path = d / f"{via}.json"
         p = subprocess.run(
-            [sys.executable, str(APP_CONFIG), "--lab", str(sync_lab.run_dir), "--out", str(path), "--via", via, "--application-name", f"pgha-writer-{via}"],
+            check=False,
+            args=[
+                sys.executable,
+                str(APP_CONFIG),
+                "--lab",
+                str(sync_lab.run_dir),
+                "--out",
+                str(path),
+                "--via",
+                via,
+                "--application-name",
+                f"pgha-writer-{via}",
+            ],
             capture_output=True,
             text=True,
             cwd=ROOT,
         )
         assert p.returncode == 0, p.stdout + p.stderr
         cfg = json.loads(path.read_text())
-        assert cfg["password_file"] == f"{via}.password" and "password" not in cfg
+        assert cfg["password_file"] == f"{via}.password"
+        assert "password" not in cfg
         assert sync_lab.passwords().app not in path.read_text()
         out[via] = path
-    assert json.loads(out["haproxy"].read_text())["hosts"] == [{"host": sync_lab.haproxy_addr, "port": sync_lab.settings.endpoint.haproxy_primary_port}]
+    assert json.loads(out["haproxy"].read_text())["hosts"] == [
+        {"host": sync_lab.haproxy_addr, "port": sync_lab.settings.endpoint.haproxy_primary_port}
+    ]
     assert json.loads(out["haproxy"].read_text())["sslmode"] == "verify-ca"
     assert len(json.loads(out["nodes"].read_text())["hosts"]) == len(sync_lab.pg_names)
     return out
@@ -78,10 +93,26 @@ class Writer:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self) -> Writer:
-        cmd = ["php", str(WRITER), str(self.config), "--table", self.table, "--client", self.client, "--interval-ms", "50"]
-        self.proc = subprocess.Popen([*cmd, *(["--idempotent"] if self.idempotent else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [
+            "php",
+            str(WRITER),
+            str(self.config),
+            "--table",
+            self.table,
+            "--client",
+            self.client,
+            "--interval-ms",
+            "50",
+        ]
+        self.proc = subprocess.Popen(
+            [*cmd, *(["--idempotent"] if self.idempotent else [])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.threads = [
-            threading.Thread(target=self._read, args=(s, out), daemon=True) for s, out in ((self.proc.stdout, self.rows), (self.proc.stderr, self.events))
+            threading.Thread(target=self._read, args=(s, out), daemon=True)
+            for s, out in ((self.proc.stdout, self.rows), (self.proc.stderr, self.events))
         ]
         for t in self.threads:
             t.start()
@@ -154,21 +185,39 @@ def start_writers(topo: Topology, configs: dict[str, Path], table: str) -> list[
             f"create table if not exists {table} (seq bigint not null, client text not null, created_at timestamptz not null default clock_timestamp(), primary key (client, seq))"
         )
         conn.execute("create table if not exists t_probe (node text, at timestamptz default clock_timestamp())")
-    return [Writer(f"{via}{'+idempotent' if idem else ''}", configs[via], table, idem).start() for via in VIAS for idem in (False, True)]
+    return [
+        Writer(f"{via}{'+idempotent' if idem else ''}", configs[via], table, idem).start()
+        for via in VIAS
+        for idem in (False, True)
+    ]
 
 
 def wait_rows(writers: list[Writer], addr: str, n: int, timeout: float, what: str, after: float = 0.0) -> None:
     wait_for(lambda: all(len(w.committed_on(addr, after)) >= n for w in writers), timeout, what)
 
 
-def check_and_report(topo: Topology, writers: list[Writer], old: str, new: str, accepted_at: float, event_at: float, table: str, drill: str) -> None:
+def check_and_report(
+    topo: Topology,
+    writers: list[Writer],
+    old: str,
+    new: str,
+    accepted_at: float,
+    event_at: float,
+    table: str,
+    drill: str,
+) -> None:
     """The invariants for every writer, then the figures (printed, not asserted)."""
     old_addr, new_addr = topo.address(old), topo.address(new)
     summaries = {w.name: w.stop() for w in writers}
     with connect(topo, topo.node_dsn(new)) as conn:
         assert conn.execute("select pg_is_in_recovery()").fetchone() == (False,)
-        present_by_client = {w.client: {r[0] for r in conn.execute(f"select seq from {table} where client = %s", (w.client,)).fetchall()} for w in writers}
-    print(f"\n{drill}: {old} -> {new}; new primary accepted writes {accepted_at - event_at:.2f}s after the {drill} started")
+        present_by_client = {
+            w.client: {r[0] for r in conn.execute(f"select seq from {table} where client = %s", (w.client,)).fetchall()}
+            for w in writers
+        }
+    print(
+        f"\n{drill}: {old} -> {new}; new primary accepted writes {accepted_at - event_at:.2f}s after the {drill} started"
+    )
     for w in writers:
         summary = summaries[w.name]
         ok = [r for r in w.rows if r["ok"]]
@@ -177,15 +226,19 @@ def check_and_report(topo: Topology, writers: list[Writer], old: str, new: str, 
         # in that order (seq order = time order), never back.
         assert set(servers) <= {old_addr, new_addr}, f"{w.name}: committed on {set(servers) - {old_addr, new_addr}}"
         first_new = servers.index(new_addr)
-        assert set(servers[:first_new]) == {old_addr} and set(servers[first_new:]) == {new_addr}, f"{w.name}: leaders interleaved: {servers}"
+        assert set(servers[:first_new]) == {old_addr}, f"{w.name}: leaders interleaved: {servers}"
+        assert set(servers[first_new:]) == {new_addr}, f"{w.name}: leaders interleaved: {servers}"
         # Resumed without manual action, on the new primary.
-        assert len(servers) - first_new >= ROWS_AFTER and w.rows[-1]["ok"], f"{w.name}: did not resume: {w.rows[-3:]}"
+        assert len(servers) - first_new >= ROWS_AFTER, f"{w.name}: did not resume: {w.rows[-3:]}"
+        assert w.rows[-1]["ok"], f"{w.name}: did not resume: {w.rows[-3:]}"
         # No acknowledged write lost (synchronous mode), no "not committed" write present.
         present = present_by_client[w.client]
         acked = {r["seq"] for r in ok}
         assert acked <= present, f"{w.name}: acknowledged but missing on {new}: {sorted(acked - present)}"
         not_committed = {r["seq"] for r in w.rows if r["outcome"] == "not_committed"}
-        assert not (not_committed & present), f"{w.name}: reported not committed but present: {sorted(not_committed & present)}"
+        assert not (not_committed & present), (
+            f"{w.name}: reported not committed but present: {sorted(not_committed & present)}"
+        )
         # Figures.
         first = ok[first_new]
         resumed = first["t"] + first["latency_ms"] / 1000 - accepted_at
@@ -220,7 +273,9 @@ def test_writers_follow_a_switchover(sync_lab: Topology, configs: dict[str, Path
         wait_for(lambda: observe.leader(topo) == new, 60, f"{new} to lead")
         wait_for(lambda: new in probe.accepted, 30, f"{new} accepting writes")
         probe.stop()
-        wait_rows(writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new])
+        wait_rows(
+            writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new]
+        )
         check_and_report(topo, writers, old, new, probe.accepted[new], event_at, table, "switchover")
     finally:
         for w in writers:
@@ -242,10 +297,14 @@ def test_writers_follow_a_node_death(sync_lab: Topology, configs: dict[str, Path
         probe = WriteProbe(topo, others)
         event_at = time.time()
         assert len(control.signal_node(topo, old, signal.SIGKILL)) == 2, "expected Patroni and its postmaster"
-        new = wait_for(lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(topo)), 90, "a new leader")
+        new = wait_for(
+            lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(topo)), 90, "a new leader"
+        )
         wait_for(lambda: new in probe.accepted, 30, f"{new} accepting writes")
         probe.stop()
-        wait_rows(writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new])
+        wait_rows(
+            writers, topo.address(new), ROWS_AFTER, 60, f"every writer committing on {new}", after=probe.accepted[new]
+        )
         # The old node comes back as systemd would restart it, and streams again.
         control.request_start(topo, old)
         wait_for(lambda: member_state(topo, old) == "streaming", 90, f"{old} streaming")

@@ -59,7 +59,10 @@ def test_etcd_accepts_a_valid_client_certificate(sync_lab: Topology) -> None:
 
 def test_etcd_rejects_client_without_certificate(sync_lab: Topology) -> None:
     ip = sync_lab.plan.etcd[0].address
-    assert tls_handshake(ip, sync_lab.settings.etcd.client_port, ssl.create_default_context(cafile=str(sync_lab.ca_file))) != "ok"
+    assert (
+        tls_handshake(ip, sync_lab.settings.etcd.client_port, ssl.create_default_context(cafile=str(sync_lab.ca_file)))
+        != "ok"
+    )
 
 
 def test_etcd_rejects_certificate_from_another_ca(sync_lab: Topology, tmp_path: Path) -> None:
@@ -74,7 +77,8 @@ def test_etcd_rejects_plaintext(sync_lab: Topology) -> None:
         reply = s.recv(1024)
     assert not reply.startswith(b"HTTP/1.1 200")
     p = subprocess.run(
-        ["etcdctl", f"--endpoints=http://{ip}:2379", "--dial-timeout=2s", "member", "list"],
+        check=False,
+        args=["etcdctl", f"--endpoints=http://{ip}:2379", "--dial-timeout=2s", "member", "list"],
         capture_output=True,
         text=True,
         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
@@ -97,7 +101,8 @@ def test_rest_api_is_tls_only(sync_lab: Topology) -> None:
     with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
         urllib.request.urlopen(f"http://{ip}:{sync_lab.settings.patroni.rest_port}/health", timeout=3).read()
     code, body = observe.rest(sync_lab, sync_lab.pg_names[0], "/patroni")
-    assert code == 200 and body["state"] == "running"
+    assert code == 200
+    assert body["state"] == "running"
 
 
 def test_health_endpoints_work_without_authentication(sync_lab: Topology) -> None:
@@ -139,9 +144,11 @@ def test_unsafe_endpoints_require_authentication(sync_lab: Topology, method: str
 
 
 def test_postgres_refuses_non_tls(sync_lab: Topology) -> None:
-    with pytest.raises(psycopg.OperationalError, match="no encryption|pg_hba.conf rejects"):
+    with pytest.raises(psycopg.OperationalError, match=r"no encryption|pg_hba\.conf rejects"):
         psycopg.connect(
-            sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("sslmode=verify-full", "sslmode=disable"),
+            sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace(
+                "sslmode=verify-full", "sslmode=disable"
+            ),
             password=sync_lab.passwords().app,
         )
 
@@ -182,20 +189,22 @@ def test_wrong_password_is_refused(sync_lab: Topology) -> None:
 
 def test_replication_role_cannot_connect_to_databases(sync_lab: Topology) -> None:
     dsn = sync_lab.node_dsn(observe.leader(sync_lab) or sync_lab.pg_names[0]).replace("user=app", "user=replicator")
-    with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry|pg_hba\.conf rejects"):
         psycopg.connect(dsn, password=sync_lab.passwords().replication)
 
 
 def test_superuser_cannot_log_in_over_the_network(sync_lab: Topology) -> None:
     for n in sync_lab.pg_names:
         dsn = sync_lab.node_dsn(n).replace("user=app", "user=postgres").replace("dbname=app", "dbname=postgres")
-        with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry|pg_hba.conf rejects"):
+        with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry|pg_hba\.conf rejects"):
             psycopg.connect(dsn, password=sync_lab.passwords().superuser)
 
 
 def test_application_role_is_least_privileged(sync_lab: Topology) -> None:
     with connect(sync_lab, sync_lab.dsn()) as conn:
-        row = conn.execute("select rolsuper, rolcreaterole, rolcreatedb, rolreplication from pg_roles where rolname = current_user").fetchone()
+        row = conn.execute(
+            "select rolsuper, rolcreaterole, rolcreatedb, rolreplication from pg_roles where rolname = current_user"
+        ).fetchone()
         assert row == (False, False, False, False)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("create role intruder login")
@@ -207,7 +216,7 @@ def test_application_role_is_least_privileged(sync_lab: Topology) -> None:
 
 
 def test_logs_contain_no_password(sync_lab: Topology) -> None:
-    passwords = [v for v in sync_lab.passwords().__dict__.values()]
+    passwords = list(sync_lab.passwords().__dict__.values())
     logs = list((sync_lab.run_dir / "logs").glob("*.log"))
     assert len(logs) >= 8
     for log in logs:
@@ -246,7 +255,9 @@ def test_rotate_certs_with_no_failed_write(sync_lab: Topology) -> None:
         stop.set()
         t.join()
     assert all(new and new != old for old, new in changed.values()), changed
-    assert len(changed) == 2 * len(sync_lab.etcd_names) + 2 * len(sync_lab.pg_names)  # etcd client+peer, Patroni REST + PostgreSQL
+    assert len(changed) == 2 * len(sync_lab.etcd_names) + 2 * len(
+        sync_lab.pg_names
+    )  # etcd client+peer, Patroni REST + PostgreSQL
     assert failures == []
     assert len(acks) > 10
     observe.wait_healthy(sync_lab, timeout=30)

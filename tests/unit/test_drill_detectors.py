@@ -16,7 +16,9 @@ pytestmark = pytest.mark.unit
 LATENCY = 0.005  #: answer time of every synthetic attempt
 
 
-def writes(source: str, node: str | None, start: float, end: float, outcome: str = COMMITTED, step: float = 0.1, seq0: int = 1) -> list[Attempt]:
+def writes(
+    source: str, node: str | None, start: float, end: float, outcome: str = COMMITTED, step: float = 0.1, seq0: int = 1
+) -> list[Attempt]:
     """One attempt every ``step`` seconds from ``start`` up to ``end`` included."""
     n = round((end - start) / step) + 1
     return [Attempt(source, seq0 + i, start + i * step, start + i * step + LATENCY, outcome, node) for i in range(n)]
@@ -61,7 +63,10 @@ def test_one_stray_ack_of_the_old_primary_inside_the_new_ones_run_is_found() -> 
 def test_adjacent_primaries_are_not_two_at_once() -> None:
     # pg1 takes its last write at 5.0; pg2 takes its first at 5.1: a clean handover.
     atts = timeline(
-        writes("probe:pg1", "pg1", 0.0, 5.0), writes("probe:pg2", "pg2", 5.1, 9.0), writes("libpq", "pg1", 0.05, 4.95), writes("libpq", "pg2", 5.15, 9.05)
+        writes("probe:pg1", "pg1", 0.0, 5.0),
+        writes("probe:pg2", "pg2", 5.1, 9.0),
+        writes("libpq", "pg1", 0.05, 4.95),
+        writes("libpq", "pg2", 5.15, 9.05),
     )
     assert dual_primaries(atts) == []
 
@@ -73,7 +78,11 @@ def test_an_ack_touching_the_end_of_a_run_is_not_inside_it() -> None:
 
 
 def test_a_writer_failing_over_is_not_two_primaries() -> None:
-    atts = timeline(writes("libpq", "pg1", 0.0, 2.0), writes("libpq", None, 2.1, 3.9, NOT_COMMITTED, seq0=100), writes("libpq", "pg2", 4.0, 6.0, seq0=200))
+    atts = timeline(
+        writes("libpq", "pg1", 0.0, 2.0),
+        writes("libpq", None, 2.1, 3.9, NOT_COMMITTED, seq0=100),
+        writes("libpq", "pg2", 4.0, 6.0, seq0=200),
+    )
     assert dual_primaries(atts) == []
 
 
@@ -88,9 +97,14 @@ def test_standbys_and_local_only_commits_are_not_primaries() -> None:
 
 def test_evidence_close_together_is_one_moment_far_apart_two() -> None:
     base = writes("probe:pg1", "pg1", 0.0, 10.0)
-    close = dual_primaries(timeline(base, one("libpq", "pg2", 2.0, seq=1), one("haproxy", "pg2", 2.0 + MOMENT_MERGE_S / 2)))
-    assert len(close) == 1 and close[0]["evidence"] == 2
-    far = dual_primaries(timeline(base, one("libpq", "pg2", 2.0, seq=1), one("haproxy", "pg2", 2.0 + 3 * MOMENT_MERGE_S)))
+    close = dual_primaries(
+        timeline(base, one("libpq", "pg2", 2.0, seq=1), one("haproxy", "pg2", 2.0 + MOMENT_MERGE_S / 2))
+    )
+    assert len(close) == 1
+    assert close[0]["evidence"] == 2
+    far = dual_primaries(
+        timeline(base, one("libpq", "pg2", 2.0, seq=1), one("haproxy", "pg2", 2.0 + 3 * MOMENT_MERGE_S))
+    )
     assert len(far) == 2
 
 
@@ -109,15 +123,25 @@ def test_acked_writes_all_present_lose_nothing() -> None:
 
 
 def test_unacknowledged_writes_may_be_missing_or_present() -> None:
-    atts = timeline(writes("libpq", "pg1", 0.0, 0.4), one("libpq", None, 0.5, UNKNOWN, seq=6), one("libpq", None, 0.6, UNKNOWN, seq=7))
+    atts = timeline(
+        writes("libpq", "pg1", 0.0, 0.4),
+        one("libpq", None, 0.5, UNKNOWN, seq=6),
+        one("libpq", None, 0.6, UNKNOWN, seq=7),
+    )
     r = lost_writes(atts, present={1, 2, 3, 4, 5, 7})
-    assert r["acked_missing"] == [] and r["unknown_present"] == 1
+    assert r["acked_missing"] == []
+    assert r["unknown_present"] == 1
 
 
 def test_a_not_committed_write_that_exists_is_reported() -> None:
-    atts = timeline(writes("libpq", "pg1", 0.0, 0.4), one("libpq", None, 0.5, NOT_COMMITTED, seq=6), one("libpq", None, 0.6, NOT_COMMITTED, seq=7))
+    atts = timeline(
+        writes("libpq", "pg1", 0.0, 0.4),
+        one("libpq", None, 0.5, NOT_COMMITTED, seq=6),
+        one("libpq", None, 0.6, NOT_COMMITTED, seq=7),
+    )
     r = lost_writes(atts, present={1, 2, 3, 4, 5, 6})
-    assert r["failed_present"] == [6] and r["acked_missing"] == []
+    assert r["failed_present"] == [6]
+    assert r["acked_missing"] == []
 
 
 def test_client_summary_reports_lost_writes_only_when_rows_were_read() -> None:
@@ -163,7 +187,10 @@ def test_rto_counts_an_ack_at_the_fault_as_before_it() -> None:
 def test_no_rto_without_a_fault_or_without_acks_on_both_sides() -> None:
     atts = writes("libpq", "pg1", 0.0, 9.0)
     assert rto(atts, fault_t=None) is None
-    assert rto(writes("libpq", "pg1", 0.0, 2.9) + writes("libpq", None, 3.0, 9.0, NOT_COMMITTED, seq0=100), fault_t=3.0) is None  # never resumed
+    assert (
+        rto(writes("libpq", "pg1", 0.0, 2.9) + writes("libpq", None, 3.0, 9.0, NOT_COMMITTED, seq0=100), fault_t=3.0)
+        is None
+    )  # never resumed
     assert rto(writes("libpq", "pg2", 4.0, 9.0), fault_t=3.0) is None  # nothing before
     assert client_summary(writes("libpq", None, 3.0, 9.0, NOT_COMMITTED), 3.0, None)["rto_s"] is None
 
@@ -176,9 +203,14 @@ def view(t: float, node: str, role: str) -> dict[str, Any]:
 
 
 def test_a_promotion_after_the_fault_is_a_failover() -> None:
-    log = {"views": [view(0.0, "pg1", "primary"), view(6.0, "pg2", "primary")], "leader_keys": [(0.0, "pg1"), (6.0, "pg2")]}
+    log = {
+        "views": [view(0.0, "pg1", "primary"), view(6.0, "pg2", "primary")],
+        "leader_keys": [(0.0, "pg1"), (6.0, "pg2")],
+    }
     r = leadership(log, "pg1", fault_t=3.0)
-    assert r["failover"] and r["new_leader"] == "pg2" and [p["node"] for p in r["promotions"]] == ["pg2"]
+    assert r["failover"]
+    assert r["new_leader"] == "pg2"
+    assert [p["node"] for p in r["promotions"]] == ["pg2"]
 
 
 def test_the_old_leader_staying_primary_is_no_failover() -> None:
@@ -187,13 +219,15 @@ def test_the_old_leader_staying_primary_is_no_failover() -> None:
         "leader_keys": [(0.0, "pg1"), (4.0, None), (5.0, "pg1")],
     }
     r = leadership(log, "pg1", fault_t=3.0)
-    assert not r["failover"] and r["new_leader"] is None and r["promotions"] == []
+    assert not r["failover"]
+    assert r["new_leader"] is None
+    assert r["promotions"] == []
 
 
 # ------------------------------------------------------------------ how many etcd members the quorum drill kills
 
 
-@pytest.mark.parametrize(("members", "killed"), [(3, 2), (5, 3)])
+@pytest.mark.parametrize("members, killed", [(3, 2), (5, 3)])
 def test_quorum_loss_is_a_majority_of_the_members(members: int, killed: int) -> None:
     from lab.drills.scenarios import quorum_loss
 

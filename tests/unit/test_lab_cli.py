@@ -23,17 +23,23 @@ def execvp(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return calls
 
 
-@pytest.mark.parametrize("psql_args", [["-c", "select 1"], ["-tAc", "select 1"], ["-X", "-c", "select 1", "-A"], ["-h", "x", "--help"], ["--", "-c"], []])
+@pytest.mark.parametrize(
+    "psql_args",
+    [["-c", "select 1"], ["-tAc", "select 1"], ["-X", "-c", "select 1", "-A"], ["-h", "x", "--help"], ["--", "-c"], []],
+)
 def test_arguments_after_psql_go_to_psql(tmp_path: Path, execvp: list[list[str]], psql_args: list[str]) -> None:
     main(["--stack", "dev", "--run-dir", str(tmp_path), "--prefix", "127.78", "psql", *psql_args])
     [argv] = execvp
-    assert argv[0] == "psql" and "host=127.78.2.1" in argv[1] and argv[2:] == psql_args
+    assert argv[0] == "psql"
+    assert "host=127.78.2.1" in argv[1]
+    assert argv[2:] == psql_args
 
 
 def test_other_commands_still_refuse_unknown_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["--run-dir", str(tmp_path), "status", "-c", "select 1"])
-    assert e.value.code == 2 and "unrecognized arguments: -c select 1" in capsys.readouterr().err
+    assert e.value.code == 2
+    assert "unrecognized arguments: -c select 1" in capsys.readouterr().err
 
 
 def existing_lab(run_dir: Path, stack: str = "dev", prefix: str = "127.78") -> Path:
@@ -43,7 +49,7 @@ def existing_lab(run_dir: Path, stack: str = "dev", prefix: str = "127.78") -> P
 
 
 @pytest.mark.parametrize(
-    ("flags", "named"),
+    "flags, named",
     [
         (["--prefix", "127.5"], ["--prefix asks for prefix 127.5, it was created with prefix 127.78"]),
         (["--stack", "prod"], ["--stack asks for stack prod, it was created with stack dev"]),
@@ -61,16 +67,24 @@ def test_up_on_a_run_dir_of_another_lab_is_an_error_naming_the_conflict_and_the_
     assert sorted(p.name for p in run_dir.iterdir()) == ["lab.json"], "nothing may be written on a conflict"
 
 
-def test_an_environment_variable_conflicts_too(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_environment_variable_conflicts_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PGHA_LAB_PREFIX", "127.9")
     run_dir = existing_lab(tmp_path / "lab")
     assert main(["--run-dir", str(run_dir), "status"]) == 1
     err = capsys.readouterr().err
-    assert "PGHA_LAB_PREFIX asks for prefix 127.9" in err and "unset PGHA_LAB_PREFIX" in err and "--fresh" not in err
+    assert "PGHA_LAB_PREFIX asks for prefix 127.9" in err
+    assert "unset PGHA_LAB_PREFIX" in err
+    assert "--fresh" not in err
 
 
-@pytest.mark.parametrize("flags", [[], ["--stack", "dev"], ["--prefix", "127.78"], ["--stack", "dev", "--prefix", "127.78"]])
-def test_matching_or_absent_flags_use_the_existing_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+@pytest.mark.parametrize(
+    "flags", [[], ["--stack", "dev"], ["--prefix", "127.78"], ["--stack", "dev", "--prefix", "127.78"]]
+)
+def test_matching_or_absent_flags_use_the_existing_lab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
     run_dir = existing_lab(tmp_path / "lab")
     assert main(["--run-dir", str(run_dir), *flags, "status"]) == 3  # not running, but it is that lab
     assert "lab dev is not running" in capsys.readouterr().out

@@ -50,5 +50,9 @@ def test_every_top_level_directory_is_named() -> None:
 
 
 def test_named_paths_reads_the_first_column_only() -> None:
-    lines = ["pgha/   the core: settings", "                       continued text/with slashes", "a.py  b.py   two files"]
+    lines = [
+        "pgha/   the core: settings",
+        "                       continued text/with slashes",
+        "a.py  b.py   two files",
+    ]
     assert named_paths(lines) == {"pgha", "a.py", "b.py"}
