@@ -8,6 +8,7 @@ that run on a node are Python files under ``node_scripts/``, installed verbatim.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def cloud_config(
     node: Node,
     packages: list[str],
     files: list[NodeFile],
-    runcmd: list[list[str]],
+    runcmd: Sequence[list[str] | str],
     extra: dict[str, Any] | None = None,
     deferred_owners: tuple[str, ...] = (),
 ) -> str:
@@ -150,7 +151,10 @@ def cloud_config(
     }
     doc.update(extra or {})
     doc["write_files"] = write_files
-    doc["runcmd"] = runcmd
+    # cloud-init runs runcmd as one /bin/sh script, and only its last command's status
+    # counted: with set -eu the first failing command fails the script, and
+    # `cloud-init status` reports the node as failed instead of passing silently.
+    doc["runcmd"] = ["set -eu", *runcmd]
     return "#cloud-config\n" + dump_yaml(doc)
 
 
@@ -179,5 +183,7 @@ def check_config(
             "socket_dir": layout.socket_dir,
             "port": settings.patroni.port,
             "superuser": SUPERUSER,
+            # A mount point the data must be on (VMs); None where there is no separate volume (lab).
+            "data_mount": layout.data_mount if layout.data_device else None,
         }
     return cfg

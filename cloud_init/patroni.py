@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pgha.plan import AddressPlan, Node
@@ -232,14 +232,16 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         )
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "patroni"))
-    runcmd: list[list[str]] = []
+    runcmd: list[list[str] | str] = []
     if settings.access.host_firewall:
         runcmd.append(["systemctl", "enable", "--now", "nftables.service"])
     if layout.watchdog and pg.watchdog != "off":
         # /dev/watchdog is in the "misc" subsystem, /dev/watchdog0 in "watchdog": re-apply the
         # rule to both by name, whether the device appeared before the rule was written or not.
+        # required: no softdog, no Patroni (fail here, loudly); automatic: best effort.
+        modprobe: list[str] | str = ["modprobe", "softdog"] if pg.watchdog == "required" else "modprobe softdog || true"
         runcmd += [
-            ["modprobe", "softdog"],
+            modprobe,
             ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"],
             ["udevadm", "settle"],
         ]
@@ -252,34 +254,48 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
             "-r",
             f"{layout.etc_dir}/patroni-requirements.txt",
         ],
+        # The parent too: Patroni renames a failed data dir aside, and needs to write there.
+        [
+            "install",
+            "-d",
+            "-o",
+            layout.pg_os_user,
+            "-g",
+            layout.pg_os_user,
+            "-m",
+            "0755",
+            str(PurePosixPath(layout.pg_data_dir).parent),
+        ],
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
         ["systemctl", "enable", "pgha-patroni.service"],
         ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]
-    extra = {
+    extra: dict[str, Any] = {}
+    if layout.data_device:
         # The data volume: formatted once (never overwritten), mounted before PostgreSQL installs.
-        "fs_setup": [
-            {
-                "label": "pgdata",
-                "filesystem": "ext4",
-                "device": layout.data_device,
-                "partition": "none",
-                "overwrite": False,
-            }
-        ],
-        "mounts": [
-            [
-                "LABEL=pgdata",
-                layout.data_mount,
-                "ext4",
-                "defaults,noatime,nofail,x-systemd.device-timeout=120",
-                "0",
-                "2",
-            ]
-        ],
-    }
+        extra = {
+            "fs_setup": [
+                {
+                    "label": "pgdata",
+                    "filesystem": "ext4",
+                    "device": layout.data_device,
+                    "partition": "none",
+                    "overwrite": False,
+                }
+            ],
+            "mounts": [
+                [
+                    "LABEL=pgdata",
+                    layout.data_mount,
+                    "ext4",
+                    "defaults,noatime,nofail,x-systemd.device-timeout=120",
+                    "0",
+                    "2",
+                ]
+            ],
+        }
     user_data = cloud_config(
         settings,
         node,

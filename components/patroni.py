@@ -119,6 +119,9 @@ class PatroniCluster(pulumi.ComponentResource):
                     etcd_key=args.etcd_client_certs[i].key,
                     **self.passwords,
                     **_dns_api_inputs(args.dns_api),
+                    # Nova gives the attached volume the serial <volume id>[:20]: the node finds
+                    # its data disk as /dev/disk/by-id/virtio-<serial>, whatever its kernel name.
+                    volume_id=volume.id,
                 ).apply(
                     functools.partial(_user_data, s, plan.patroni[i], args.dns_api.endpoint if args.dns_api else None)
                 )
@@ -193,4 +196,5 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
         dns_api=dns_api,
     )
-    return render_patroni_node(settings, Target.vm(settings), node, secrets).user_data
+    target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})
+    return render_patroni_node(settings, target, node, secrets).user_data

@@ -47,15 +47,25 @@ class Layout:
     etcd_os_user: str  #: OS user running etcd
     watchdog: bool  #: False: no watchdog device (lab); True: use settings' mode
     pg_parameters: dict[str, Any] = field(default_factory=dict)  #: overrides (lab: small memory)
-    data_device: str = "/dev/sdb"  #: block device of the data volume (VM only)
-    data_mount: str = "/var/lib/postgresql"  #: where the data volume is mounted (VM only)
+    data_device: str | None = None  #: the data volume's stable device path; None: no separate volume (lab)
+    data_mount: str = "/var/lib/postgresql"  #: where the data volume is mounted (must be a mount point on a VM)
 
 
 def pg_bin_dir(postgres_version: int) -> str:
     return f"/usr/lib/postgresql/{postgres_version}/bin"
 
 
-def vm_layout(postgres_version: int) -> Layout:
+def volume_device(volume_id: str) -> str:
+    """The stable path of an attached Cinder volume: Nova sets the virtio disk's serial to
+    the first 20 characters of the volume id, and udev links it under /dev/disk/by-id."""
+    return f"/dev/disk/by-id/virtio-{volume_id[:20]}"
+
+
+#: Stands for a volume id where none exists yet (render command, goldens).
+PLACEHOLDER_VOLUME_ID = "VOLUME-ID-OF-{node}"
+
+
+def vm_layout(postgres_version: int, data_device: str | None = None) -> Layout:
     return Layout(
         etc_dir="/etc/pgha",
         bin_dir="/usr/local/sbin",
@@ -69,6 +79,7 @@ def vm_layout(postgres_version: int) -> Layout:
         pgpass="/var/lib/postgresql/.pgpass_patroni",
         etcd_os_user="etcd",
         watchdog=True,
+        data_device=data_device,
     )
 
 
@@ -103,14 +114,20 @@ class Target:
         return [node.address, *self.extra_sans]
 
     @classmethod
-    def vm(cls, settings: Settings) -> Target:
-        """An OVH instance (and a machine booted from the same user-data on this host)."""
+    def vm(cls, settings: Settings, volume_ids: Mapping[str, str] | None = None) -> Target:
+        """An OVH instance (and a machine booted from the same user-data on this host).
+        ``volume_ids``: each Patroni node's data volume id (placeholders when not known)."""
         plan = settings.plan
-        layout = vm_layout(settings.patroni.postgres_version)
+        version = settings.patroni.postgres_version
+        ids = volume_ids or {}
+        layouts = {n.name: vm_layout(version) for n in plan.etcd}
+        for n in plan.patroni:
+            volume_id = ids.get(n.name, PLACEHOLDER_VOLUME_ID.format(node=n.name))
+            layouts[n.name] = vm_layout(version, volume_device(volume_id))
         return cls(
             name="vm",
             plan=plan,
-            layouts={n.name: layout for n in plan.cluster},
+            layouts=layouts,
             haproxy_bind="127.0.0.1",  # HAProxy on each application host
             haproxy_ca_file="/etc/haproxy/pgha-ca.crt",
         )

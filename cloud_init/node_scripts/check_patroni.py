@@ -5,9 +5,11 @@
 # Checks through this node's Patroni REST API (TLS, verified against the cluster CA)
 # that every member is present and exactly one is the leader; on the leader, that
 # pg_stat_replication shows N-1 replicas streaming under their member names (not a
-# pg_basebackup) and, in synchronous mode, a synchronous standby.
+# pg_basebackup) and, in synchronous mode, a synchronous standby. On a VM, first that the
+# data directory is on its own mounted volume.
 import argparse
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -47,7 +49,21 @@ def replication_rows(cfg: dict[str, Any]) -> list[list[str]]:
     return [line.split("|") for line in p.stdout.splitlines() if line]
 
 
+def data_volume_problem(cfg: dict[str, Any]) -> str | None:
+    """On a VM, PostgreSQL's data lives on its own volume: refuse a data dir on the root disk."""
+    mount = cfg.get("data_mount")
+    if mount and not os.path.ismount(mount):
+        return (
+            f"{mount} is not a mounted volume: the data volume did not attach or was not formatted "
+            "(see fs_setup/mounts in /var/log/cloud-init.log and `lsblk`, `ls -l /dev/disk/by-id/`)"
+        )
+    return None
+
+
 def check(cfg: dict[str, Any], node: str) -> tuple[list[str], str]:
+    volume = data_volume_problem(cfg)
+    if volume:
+        return [volume], ""
     try:
         cluster = get_json(cfg["rest_url"] + "/cluster", cfg["cacert"])
     except Exception as e:  # noqa: BLE001 - any failure is a failed check

@@ -84,9 +84,10 @@ def test_nodes(harness, stack):
         secrets = PatroniNodeSecrets(
             FAKE_CA, fake_keypair(f"{node}-server"), fake_keypair(f"{node}-etcd-client"), plain
         )
-        assert inst.input("userData") == render_patroni_node(s, Target.vm(s), plan.patroni[i], secrets).user_data, (
-            inst.urn
-        )
+        target = Target.vm(s, volume_ids={node: h.id_of(volume)})
+        assert inst.input("userData") == render_patroni_node(s, target, plan.patroni[i], secrets).user_data, inst.urn
+        serial = h.id_of(volume)[:20]
+        assert f"device: /dev/disk/by-id/virtio-{serial}" in inst.input("userData"), "the data disk by its serial"
 
 
 def test_passwords_are_safe_for_yaml_and_libpq(harness):

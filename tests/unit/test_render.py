@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import importlib.util
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +18,7 @@ from cloud_init.bastion import render_bastion
 from cloud_init.common import NODE_SCRIPTS, TEMPLATES
 from cloud_init.endpoint import render_haproxy
 from cloud_init.etcd import render_etcd_node
+from cloud_init.patroni import render_patroni_node
 from cloud_init.render import render_cluster
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords, scram_sha256
 from pgha.settings import load_stack_file
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 STACKS = ["dev", "prod"]
+PG_SECRETS = PatroniNodeSecrets(FAKE_CA, fake_keypair("s"), fake_keypair("c"), fake_passwords())
 
 
 def nodes(stack: str):
@@ -314,3 +319,62 @@ def test_hostname_resolves_on_every_node() -> None:
     s, rendered = nodes("dev")
     for doc in [cloud_config(n) for n in rendered] + [yaml.safe_load(render_bastion(s))]:
         assert doc["manage_etc_hosts"] is True
+
+
+def test_runcmd_stops_at_the_first_failure() -> None:
+    """cloud-init runs runcmd as one script whose status is its last command's: set -eu
+    first, so a failed modprobe, pip install or install -d fails the node visibly."""
+    _, rendered = nodes("dev")
+    for n in rendered:
+        assert cloud_config(n)["runcmd"][0] == "set -eu", n.name
+
+
+def test_watchdog_modprobe_must_succeed_only_when_required() -> None:
+    for mode, expected in (("required", ["modprobe", "softdog"]), ("automatic", "modprobe softdog || true")):
+        s = load_stack_file("dev", ROOT)
+        s = dataclasses.replace(s, patroni=dataclasses.replace(s.patroni, watchdog=mode))
+        node = render_patroni_node(s, Target.vm(s), s.plan.patroni[0], PG_SECRETS)
+        assert expected in cloud_config(node)["runcmd"], mode
+
+
+def test_data_volume_found_by_its_serial() -> None:
+    """Nova sets a volume's virtio serial to the first 20 characters of its id."""
+    s = load_stack_file("dev", ROOT)
+    volume_id = "3f2b9c1e-5a7d-4e21-9b0c-8d6e4f1a2b3c"
+    target = Target.vm(s, volume_ids={"pg2": volume_id})
+    assert target.layout(s.plan.patroni[1]).data_device == "/dev/disk/by-id/virtio-3f2b9c1e-5a7d-4e21-9"
+    doc = cloud_config(render_patroni_node(s, target, s.plan.patroni[1], PG_SECRETS))
+    assert doc["fs_setup"][0]["device"] == "/dev/disk/by-id/virtio-3f2b9c1e-5a7d-4e21-9"
+    assert doc["fs_setup"][0]["overwrite"] is False
+    assert doc["mounts"][0][:2] == ["LABEL=pgdata", "/var/lib/postgresql"]
+    check = json.loads(render_patroni_node(s, target, s.plan.patroni[1], PG_SECRETS).file("/check.json").content)
+    assert check["patroni"]["data_mount"] == "/var/lib/postgresql"
+
+
+def test_postgres_owns_the_parent_of_its_data_dir() -> None:
+    """Patroni renames a failed data dir aside in its parent (found booting: root-owned
+    /var/lib/postgresql/15 left a failed bootstrap stuck for good)."""
+    _, rendered = nodes("dev")
+    pg = next(n for n in rendered if n.role == "patroni")
+    installs = [c for c in cloud_config(pg)["runcmd"] if isinstance(c, list) and c[:2] == ["install", "-d"]]
+    dirs = [c[-1] for c in installs]
+    assert dirs.index("/var/lib/postgresql/15") < dirs.index("/var/lib/postgresql/15/pgha")
+    assert all(c[c.index("-o") + 1] == "postgres" for c in installs)
+
+
+def load_node_script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"node_script_{name}", NODE_SCRIPTS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_patroni_check_refuses_data_on_the_root_disk(tmp_path: Path) -> None:
+    check = load_node_script("check_patroni")
+    problem = check.data_volume_problem({"data_mount": str(tmp_path)})
+    assert problem is not None
+    assert "is not a mounted volume" in problem
+    assert check.data_volume_problem({"data_mount": "/"}) is None
+    assert check.data_volume_problem({"data_mount": None}) is None
