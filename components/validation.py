@@ -32,51 +32,88 @@ from .access import SSH_USER
 TYPE = "pgha:index:Validation"
 ETCD_WAIT_SECONDS = 600
 PATRONI_WAIT_SECONDS = 900
+#: Seconds the validation waits for cloud-init (packages, pip install of Patroni) on a node.
+CLOUD_INIT_WAIT_SECONDS = 1200
 #: SSH dial retries while VMs boot: up to ~DIAL_ERROR_LIMIT * (PER_DIAL_TIMEOUT + backoff).
 DIAL_ERROR_LIMIT = 60
 PER_DIAL_TIMEOUT = 10
 
 
-def wait_for_cloud_init(node: str) -> list[str]:
-    """Shell lines: wait for cloud-init; fail with its status and log tail if it failed."""
+def fail(node: str, what: str, *diagnostics: str) -> list[str]:
+    """Shell lines: print what failed on the node, then diagnostics (each may fail), exit 1."""
+    return [f'  echo "pgha: {what} on {node}" >&2', *(f"  {d} >&2 2>&1 || true" for d in diagnostics), "  exit 1"]
+
+
+CLOUD_INIT_LOGS = ("cloud-init status --long", "sudo tail -n 30 /var/log/cloud-init-output.log")
+
+
+def wait_for_cloud_init(node: str, timeout: int = CLOUD_INIT_WAIT_SECONDS) -> list[str]:
+    """Shell lines: wait (bounded) for cloud-init; fail with its status and log tail if it
+    failed or is still running. Debian 12's cloud-init (22.4) returns only 0 or 1 from
+    ``status --wait``; its status is also asked for explicitly."""
     return [
-        "rc=0; cloud-init status --wait >/dev/null || rc=$?",
-        'if [ "$rc" -eq 2 ]; then',
+        f"rc=0; timeout {timeout} cloud-init status --wait >/dev/null || rc=$?",
+        'if [ "$rc" -eq 124 ]; then',
+        *fail(node, f"cloud-init still running after {timeout} s", *CLOUD_INIT_LOGS),
+        'elif [ "$rc" -eq 2 ]; then',
         f'  echo "pgha: cloud-init on {node} finished with recoverable errors (see /var/log/cloud-init.log)" >&2',
-        'elif [ "$rc" -ne 0 ]; then',
-        f'  echo "pgha: cloud-init failed on {node}:" >&2',
-        "  cloud-init status --long >&2 || true",
-        "  sudo tail -n 30 /var/log/cloud-init-output.log >&2 || true",
-        "  exit 1",
+        'elif [ "$rc" -ne 0 ] || cloud-init status --long 2>/dev/null | grep -q "^status: error"; then',
+        *fail(node, "cloud-init failed", *CLOUD_INIT_LOGS),
         "fi",
     ]
 
 
-def check_line(node: str, os_user: str, script: str, config: str, wait: int) -> str:
+def check_line(node: str, os_user: str, script: str, config: str, wait: int, unit: str) -> str:
+    """Run a check script as the service's user; on failure say where and show the unit's journal."""
     cmd = shlex.join(["sudo", "-u", os_user, script, "--config", config, "--wait", str(wait)])
-    return f'{cmd} || {{ echo "pgha: {posixpath.basename(script)} failed on {node}" >&2; exit 1; }}'
+    journal = shlex.join(["sudo", "journalctl", "-u", unit, "-n", "30", "--no-pager"])
+    return (
+        f'{cmd} || {{ echo "pgha: {posixpath.basename(script)} failed on {node}; last lines of {unit}:" >&2; '
+        f"{journal} >&2 2>&1 || true; exit 1; }}"
+    )
 
 
 def etcd_script(settings: Settings, node: str) -> str:
     lay = vm_layout(settings.patroni.postgres_version)
-    check = check_line(
-        node, lay.etcd_os_user, f"{lay.bin_dir}/pgha-check-etcd", f"{lay.etc_dir}/check.json", ETCD_WAIT_SECONDS
-    )
+    script, config = f"{lay.bin_dir}/pgha-check-etcd", f"{lay.etc_dir}/check.json"
+    check = check_line(node, lay.etcd_os_user, script, config, ETCD_WAIT_SECONDS, "pgha-etcd.service")
     return "\n".join(["set -u", *wait_for_cloud_init(node), check, ""])
 
 
 def patroni_script(settings: Settings, node: str) -> str:
     lay = vm_layout(settings.patroni.postgres_version)
     config = f"{lay.etc_dir}/check.json"
-    return "\n".join(
-        [
-            "set -u",
-            *wait_for_cloud_init(node),
-            check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-etcd", config, ETCD_WAIT_SECONDS),
-            check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-patroni", config, PATRONI_WAIT_SECONDS),
-            "",
+    unit = "pgha-patroni.service"
+    lines = ["set -u", *wait_for_cloud_init(node)]
+    # What cloud-init only logs: the data volume mounted, the watchdog there when required.
+    lines += [
+        f"if ! findmnt -n {shlex.quote(lay.data_mount)} >/dev/null; then",
+        *fail(
+            node,
+            f"{lay.data_mount} is not a mounted volume (data volume not attached or not formatted)",
+            "lsblk",
+            "ls -l /dev/disk/by-id/",
+            "sudo grep -iE 'fs_setup|mounts|disk_setup' /var/log/cloud-init.log | tail -n 20",
+        ),
+        "fi",
+    ]
+    if settings.patroni.watchdog == "required":
+        lines += [
+            f"if ! sudo -u {lay.pg_os_user} test -w /dev/watchdog; then",
+            *fail(
+                node,
+                f"/dev/watchdog missing or not writable by {lay.pg_os_user} (patroni.watchdog: required)",
+                "ls -l /dev/watchdog /dev/watchdog0",
+                "lsmod | grep -i dog",
+            ),
+            "fi",
         ]
-    )
+    lines += [
+        check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-etcd", config, ETCD_WAIT_SECONDS, unit),
+        check_line(node, lay.pg_os_user, f"{lay.bin_dir}/pgha-check-patroni", config, PATRONI_WAIT_SECONDS, unit),
+        "",
+    ]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 
 from components.etcd import EtcdCluster, EtcdClusterArgs
 from components.patroni import PatroniCluster, PatroniClusterArgs
-from components.validation import TYPE, Validation, ValidationArgs, etcd_script, patroni_script
+from components.validation import TYPE, Validation, ValidationArgs, etcd_script, patroni_script, wait_for_cloud_init
 from pgha.secrets import FAKE_CA
 
 from .mocks import BASTION_PUBLIC_IP, fake_pair, static_placement, with_section
@@ -98,13 +98,24 @@ def test_without_bastion_connects_directly(harness):
 
 FAKE_CLOUD_INIT = """\
 #!/bin/sh
-if [ "$2" = "--long" ]; then echo "status: error"; echo "errors: package install failed"; exit 1; fi
+if [ "$2" = "--long" ]; then
+  echo "status: ${FAKE_CLOUD_INIT_STATUS:-done}"
+  if [ "${FAKE_CLOUD_INIT_STATUS:-done}" = error ]; then echo "errors: package install failed"; fi
+  exit 0
+fi
+sleep "${FAKE_CLOUD_INIT_SLEEP:-0}"
 exit "${FAKE_CLOUD_INIT_RC:-0}"
+"""
+FAKE_FINDMNT = """\
+#!/bin/sh
+exit "${FAKE_FINDMNT_RC:-0}"
 """
 FAKE_SUDO = """\
 #!/bin/sh
 if [ "$1" = "-u" ]; then shift 2; fi
 case "$1" in
+  test) exit "${FAKE_WATCHDOG_RC:-0}";;
+  journalctl) echo "journal of $3";;
   */pgha-check-*)
     if [ "${FAKE_CHECK_RC:-0}" = 0 ]; then echo "OK $(basename "$1") $*"; exit 0; fi
     echo "FAILED $(basename "$1"): members missing" >&2; exit 1;;
@@ -119,7 +130,7 @@ def fake_node(request, tmp_path):
     shell = shutil.which(request.param)
     if shell is None:
         pytest.fail(f"{request.param} is not installed: the node scripts run under it on the VMs")
-    for name, text in (("cloud-init", FAKE_CLOUD_INIT), ("sudo", FAKE_SUDO)):
+    for name, text in (("cloud-init", FAKE_CLOUD_INIT), ("sudo", FAKE_SUDO), ("findmnt", FAKE_FINDMNT)):
         p = tmp_path / name
         p.write_text(textwrap.dedent(text))
         p.chmod(0o755)
@@ -144,7 +155,7 @@ def test_scripts_pass_fail_and_say_where(harness, fake_node):
     assert "OK pgha-check-etcd" in ok.stdout
     assert "OK pgha-check-patroni" in ok.stdout
 
-    broken_boot = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="1")
+    broken_boot = fake_node(etcd_script(s, "etcd2"), FAKE_CLOUD_INIT_RC="1", FAKE_CLOUD_INIT_STATUS="error")
     assert broken_boot.returncode == 1
     assert "pgha: cloud-init failed on etcd2" in broken_boot.stderr
     assert "package install failed" in broken_boot.stderr
@@ -157,3 +168,33 @@ def test_scripts_pass_fail_and_say_where(harness, fake_node):
     assert failed.returncode == 1
     assert "FAILED pgha-check-etcd: members missing" in failed.stderr
     assert "pgha: pgha-check-etcd failed on pg3" in failed.stderr
+
+
+def test_scripts_check_what_cloud_init_only_logs(harness, fake_node):
+    """cloud-init 22.4 can say done while a module failed; the mount and the watchdog are
+    checked explicitly, each failure naming the node and showing where to look."""
+    s = harness("dev").settings()
+    assert s.patroni.watchdog == "required"
+    quiet_error = fake_node(etcd_script(s, "etcd1"), FAKE_CLOUD_INIT_STATUS="error")
+    assert quiet_error.returncode == 1
+    assert "pgha: cloud-init failed on etcd1" in quiet_error.stderr
+
+    unmounted = fake_node(patroni_script(s, "pg2"), FAKE_FINDMNT_RC="1")
+    assert unmounted.returncode == 1
+    assert "/var/lib/postgresql is not a mounted volume" in unmounted.stderr
+    assert "OK pgha-check" not in unmounted.stdout
+
+    no_watchdog = fake_node(patroni_script(s, "pg2"), FAKE_WATCHDOG_RC="1")
+    assert no_watchdog.returncode == 1
+    assert "/dev/watchdog missing or not writable by postgres" in no_watchdog.stderr
+
+    failed = fake_node(patroni_script(s, "pg3"), FAKE_CHECK_RC="1")
+    assert "journal of pgha-patroni.service" in failed.stderr
+
+
+def test_cloud_init_wait_is_bounded(fake_node):
+    script = "\n".join(["set -u", *wait_for_cloud_init("etcd3", timeout=1), "echo reached"])
+    p = fake_node(script, FAKE_CLOUD_INIT_SLEEP="5")
+    assert p.returncode == 1
+    assert "cloud-init still running after 1 s on etcd3" in p.stderr
+    assert "reached" not in p.stdout
