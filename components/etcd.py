@@ -86,6 +86,7 @@ class EtcdCluster(pulumi.ComponentResource):
                     image_id=image,
                     key_pair=args.placement.key_pair,
                     user_data=user_data,
+                    stop_before_destroy=True,  # etcd and PostgreSQL stop cleanly on replacement
                     networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
                     scheduler_hints=[openstack.compute.InstanceSchedulerHintArgs(group=group.id)],
                     metadata={"pgha-stack": s.stack, "pgha-role": "etcd", "pgha-member": member},

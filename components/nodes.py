@@ -2,13 +2,15 @@
 
 A node is a fixed-IP port (address from the plan) plus an instance in an anti-affinity
 server group, booted with user-data rendered by ``cloud_init``. User-data is read once,
-at first boot, and OpenStack replaces an instance whose user-data (or image) changes.
-So instances ignore later changes of those inputs: a template or config change would
-otherwise replace every node of a cluster in one update. It is rolled out one node at
+at first boot, and OpenStack replaces an instance whose user-data (or image, key pair,
+server group) changes, and resizes (reboots) one whose flavor changes. So instances ignore
+later changes of those inputs: a template, flavor or config change would otherwise hit
+every node of a cluster in one update. It is rolled out one node at
 a time instead, by naming the node in ``Placement.roll`` (``PGHA_ROLL=pg2 pulumi up``,
 see README "Deploy to OVH" "Day 2"): that instance stops ignoring them and is replaced if they
 changed. Instances are deleted before their replacement is created (the fixed-IP port
-can only be bound to one instance).
+can only be bound to one instance), and stopped first (``stop_before_destroy``) so etcd
+and PostgreSQL shut down cleanly.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_openstack as openstack
 
-#: Instance inputs only read at first boot; changing them must not replace a running node.
-FIRST_BOOT_ONLY = ["user_data", "image_id", "block_devices"]
+#: Instance inputs whose change replaces (user-data, image, volumes, key pair, server
+#: group) or resizes and reboots (flavor) the instance: followed only by the nodes named
+#: in PGHA_ROLL, one at a time, never by every node of a cluster in one update.
+ROLLED_ONLY = ["user_data", "image_id", "block_devices", "key_pair", "scheduler_hints", "flavor_name"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def server_group(parent: pulumi.Resource, name: str, display_name: str, region: 
 
 
 def image_id(parent: pulumi.Resource, image: str, region: str) -> pulumi.Output[str]:
-    """Id of the newest image with that name (only used at first boot: see FIRST_BOOT_ONLY)."""
+    """Id of the newest image with that name (only used at first boot: see ROLLED_ONLY)."""
     return openstack.images.get_image_output(
         name=image, most_recent=True, region=region, opts=pulumi.InvokeOptions(parent=parent)
     ).id
@@ -80,5 +84,5 @@ def instance_opts(parent: pulumi.Resource, placement: Placement, node: str) -> p
         parent=parent,
         depends_on=list(placement.depends_on),
         delete_before_replace=True,
-        ignore_changes=[] if node in placement.roll else FIRST_BOOT_ONLY,
+        ignore_changes=[] if node in placement.roll else ROLLED_ONLY,
     )

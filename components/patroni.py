@@ -136,6 +136,7 @@ class PatroniCluster(pulumi.ComponentResource):
                     image_id=image,
                     key_pair=args.placement.key_pair,
                     user_data=user_data,
+                    stop_before_destroy=True,  # etcd and PostgreSQL stop cleanly on replacement
                     networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
                     # Boot disk from the image; the data volume attached at boot (it shows
                     # up as the layout's data_device) and kept when the instance goes.

@@ -8,7 +8,7 @@ from cloud_init.common import hostname
 from cloud_init.etcd import render_etcd_node
 from components.etcd import TYPE, EtcdCluster, EtcdClusterArgs
 from components.network import PrivateNetwork, PrivateNetworkArgs
-from components.nodes import FIRST_BOOT_ONLY
+from components.nodes import ROLLED_ONLY
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
 from pgha.target import Target
 
@@ -69,9 +69,8 @@ def test_members(harness, stack):
             f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
         )
         assert inst.delete_before_replace, "the fixed-IP port can only be bound to one instance at a time"
-        assert (
-            set(inst.ignore_changes) == {"userData", "imageId", "blockDevices"} == {_camel(k) for k in FIRST_BOOT_ONLY}
-        )
+        rolled_only = {"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"}
+        assert set(inst.ignore_changes) == rolled_only == {_camel(k) for k in ROLLED_ONLY}
         assert h.resolve(etcd.user_data[i])[1]
     assert etcd.addresses == plan.addresses("etcd")
     assert etcd.names == [n.name for n in plan.etcd]

@@ -114,10 +114,17 @@ def test_certificate_count_must_match_the_plan(harness):
 
 
 def test_rolling_one_node_lets_only_it_follow_user_data(harness):
-    """PGHA_ROLL=pg2: pg2 is replaced if its user-data or image changed; pg1 and pg3 are left alone."""
+    """PGHA_ROLL=pg2: pg2 follows user-data, image, flavor, key pair and group changes; pg1 and pg3 wait."""
     h = harness("prod")
     build(h, h.settings(), roll=frozenset({"pg2"}))
     assert h.named("patroni-pg2").ignore_changes == []
     for node in ("pg1", "pg3"):
-        assert set(h.named(f"patroni-{node}").ignore_changes) == {"userData", "imageId", "blockDevices"}
+        assert set(h.named(f"patroni-{node}").ignore_changes) == {
+            "userData",
+            "imageId",
+            "blockDevices",
+            "keyPair",
+            "schedulerHints",
+            "flavorName",
+        }
     assert all(h.named(f"patroni-{n}").delete_before_replace for n in ("pg1", "pg2", "pg3"))

@@ -147,6 +147,8 @@ def test_roll_reaches_the_named_instance_only(harness, monkeypatch):
     assert instances.pop("etcd-etcd2").ignore_changes == []
     instances.pop("access-bastion")
     assert instances
-    assert all(r.ignore_changes for r in instances.values()), [
-        r.urn for r in instances.values() if not r.ignore_changes
-    ]
+    # Every input that would replace or reboot a node waits for its turn in PGHA_ROLL.
+    rolled_only = {"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"}
+    for r in instances.values():
+        assert set(r.ignore_changes) == rolled_only, r.urn
+        assert r.input("stopBeforeDestroy") is True, f"{r.urn}: etcd/PostgreSQL must stop cleanly on replacement"
