@@ -1,0 +1,68 @@
+"""THE one call site of the stack's renderer for machines: user-data exactly as the stack
+renders it, with real secrets generated the way the stack does.
+
+- a throwaway CA + per-node certificates with the node's IP as SAN (lab/pki.py's LabCA,
+  ECDSA P-256 like the stack's pulumi-tls resources), random passwords;
+- ``access.ssh_public_keys`` replaced by a fresh ed25519 deploy key (Pulumi.<stack>.yaml
+  carries fake keys), via dataclasses.replace on the settings;
+- the VM plan and the VM layout: the renderer's defaults.
+
+The renderer's API is being refactored (a ``Target`` object replaces the optional
+plan/layout parameters): only :func:`render_nodes` has to follow.
+
+:func:`_local_fixes` is where a render defect that blocks booting would be patched
+temporarily; every patch is listed in machines/FINDINGS.md for the integrator to move
+into cloud_init/. It is empty unless stated there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+from cloud_init.render import render_bastion, render_cluster
+from cloud_init.secrets import EtcdNodeSecrets, PatroniNodeSecrets
+from cloud_init.settings import Settings, load_stack_file
+from lab.pki import LabCA
+from lab.topology import new_passwords
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_settings(stack: str, root: Path = ROOT) -> Settings:
+    return load_stack_file(stack, root)
+
+
+def deploy_key(path: Path) -> tuple[str, str]:
+    """(private key path, public key line): a fresh ed25519 key, created once per run dir."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pgha-machines-deploy@{path.parent.name}", "-f", str(path)], check=True)
+    return str(path), Path(f"{path}.pub").read_text().strip()
+
+
+def with_deploy_key(settings: Settings, public_key: str) -> Settings:
+    return replace(settings, access=replace(settings.access, ssh_public_keys=(public_key,)))
+
+
+def render_nodes(settings: Settings) -> tuple[dict[str, str], str]:
+    """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
+    plus ``"bastion"`` when the stack has one."""
+    plan = settings.plan
+    ca = LabCA(f"pgha-{settings.stack}-machines-ca")
+    passwords = new_passwords()
+    etcd = [EtcdNodeSecrets(ca.pem, ca.issue(plan.etcd_name(i), [ip])) for i, ip in enumerate(plan.etcd)]
+    patroni = [
+        PatroniNodeSecrets(ca.pem, ca.issue(plan.patroni_name(i), [ip]), ca.issue(f"{plan.patroni_name(i)}-etcd-client", [ip], server=False), passwords)
+        for i, ip in enumerate(plan.patroni)
+    ]
+    out = {n.name: _local_fixes(n.name, n.user_data) for n in render_cluster(settings, etcd, patroni)}
+    if settings.access.bastion.enabled:
+        out["bastion"] = _local_fixes("bastion", render_bastion(settings))
+    return out, ca.pem
+
+
+def _local_fixes(node: str, user_data: str) -> str:
+    """TEMPORARY patches of render defects that block booting (see FINDINGS.md). None yet."""
+    return user_data
