@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("PGHA_MACHINES_CACHE", "/var/cache/pgha-machines"))
-IMAGE_VERSION = "3"  #: bump when the build steps below change
+IMAGE_VERSION = "4"  #: bump when the build steps below change
 SUITE = "bookworm"
 MIRRORS = [
     "deb http://deb.debian.org/debian bookworm main",
@@ -71,12 +71,25 @@ def ready(packages: list[str] | None = None) -> bool:
     return (image_dir(packages) / "ok").exists()
 
 
+def _pems(path: Path) -> list[str]:
+    text = path.read_text() if path.exists() else ""
+    end = "-----END CERTIFICATE-----"
+    return [b.split("-----BEGIN CERTIFICATE-----", 1)[1].strip() for b in text.split(end) if "-----BEGIN CERTIFICATE-----" in b]
+
+
+def extra_host_cas(host_bundle: Path, shipped_dir: Path) -> list[str]:
+    """The host's trusted CAs that Debian's ca-certificates does not ship (the one that
+    re-signs HTTPS here), as PEM: only those are added to the image."""
+    known = {"".join(b.split()) for f in shipped_dir.rglob("*.crt") for b in _pems(f)}
+    return [f"-----BEGIN CERTIFICATE-----\n{b}\n-----END CERTIFICATE-----\n" for b in _pems(host_bundle) if "".join(b.split()) not in known]
+
+
 def _customize(root: Path) -> None:
     """Steps run on the finished rootfs: what OVH's image has and this machine needs."""
     ca_dir = root / "usr/local/share/ca-certificates"
     ca_dir.mkdir(parents=True, exist_ok=True)
-    if HOST_CA_BUNDLE.exists():
-        shutil.copyfile(HOST_CA_BUNDLE, ca_dir / "pgha-build-host.crt")
+    for i, pem in enumerate(extra_host_cas(HOST_CA_BUNDLE, root / "usr/share/ca-certificates")):
+        (ca_dir / f"pgha-build-host-{i}.crt").write_text(pem)
     (root / "etc/pip.conf").write_text(PIP_CONF)
     (root / "etc/apt/apt.conf.d/10pgha-keep-debs").write_text(APT_KEEP)
     # Debian's docker-clean-like hook would empty the shared archive dir; there is none, but be explicit.
@@ -88,7 +101,12 @@ def _customize(root: Path) -> None:
     (root / "etc/machine-id").write_text("")  # each node gets its own at first boot
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()  # cloud-init generates host keys per instance (ssh_deletekeys)
-    subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cloud-init's locale module sets en_US.UTF-8 (Debian's default); OVH's image has it generated.
+    gen = root / "etc/locale.gen"
+    gen.write_text(gen.read_text() + "en_US.UTF-8 UTF-8\n")
+    subprocess.run(["chroot", str(root), "locale-gen"], check=True, stdout=subprocess.DEVNULL)
+    (root / "var/log/journal").mkdir(parents=True, exist_ok=True)  # persistent journal, readable from the host
     # A container has no serial console getty to spare; keep boot quiet and fast.
     for unit in ("systemd-timesyncd.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer", "man-db.timer"):
         subprocess.run(["chroot", str(root), "systemctl", "mask", unit], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
