@@ -13,18 +13,16 @@ What a container cannot show (THE list; everything else is the node as on OVH):
 
 1. Kernel: the host's kernel is shared. No kernel modules (``modprobe softdog`` fails),
    so no /dev/watchdog: Patroni's ``watchdog: required`` can never be satisfied, and
-   sysctls are the host's. See :data:`CONTAINER_SETTINGS`.
+   sysctls are the host's. So the tier sets ``patroni.watchdog: automatic``
+   (render.CONTAINER_OVERRIDES; ``up --exact`` keeps ``required`` and fails).
 2. Block devices: no udev in a container (/sys is read-only), so no /dev/disk/by-*
    links are made by the system and no ``.device`` units appear. The Patroni data
-   volume is a loop device (sparse file, ``volume_size_gb``) bind-mounted as /dev/sdb
-   (what the render's ``fs_setup`` names) and as /dev/disk/by-id/virtio-<20 chars of a
-   volume id> (how OVH names volumes).
+   volume is a loop device (sparse file, ``volume_size_gb``) bind-mounted under its
+   kernel name /dev/loopN (so blkid resolves LABEL=), as /dev/sdb (what the render's
+   ``fs_setup`` names) and as /dev/disk/by-id/virtio-<20 chars of a volume id> (how OVH
+   names volumes). /dev/disk/by-label/* never appears (that is udev's job).
 3. Network: NICs are veths (ens4 private, ens3 the bastion's "public"), matched by MAC
    like OVH's; there is no DHCP and no metadata service: meta-data and network-config
    come from the NoCloud seed instead of OpenStack's config drive/metadata.
 4. Time, hardware clock, CPU/memory limits: the host's.
 """
-
-#: Settings the container tier must change, and why; applied by render.load_settings?
-#: No: nothing is changed silently. Patroni's watchdog is the one known gap (FINDINGS.md).
-CONTAINER_SETTINGS: dict[str, str] = {}

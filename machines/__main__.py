@@ -35,7 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print("cleaning up a previous run that is no longer running")
             c.down(m, log=lambda s: None)
             m = c.open_machines(args.stack, args.run_dir)
-        c.boot(m)
+        c.boot(m, exact=args.exact)
     try:
         ok = c.wait_cloud_init(m, timeout=args.timeout)
     except c.MachinesError as e:
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up")
     up.add_argument("--timeout", type=float, default=c.BOOT_TIMEOUT, help="seconds for cloud-init on every node")
+    up.add_argument("--exact", action="store_true", help="no container overrides (patroni.watchdog stays as the stack says)")
     up.add_argument("--validate-anyway", action="store_true", help="run the validation even if cloud-init did not finish")
     sub.add_parser("status")
     d = sub.add_parser("down")
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("cmd", nargs=argparse.REMAINDER)
     sub.add_parser("logs")
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
         return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.cmd](args)
     except SettingsError as e:

@@ -91,13 +91,18 @@ def open_machines(stack: str, run_dir: Path | None = None) -> Machines:
 # ------------------------------------------------------------------ up
 
 
-def boot(m: Machines, log=print) -> None:
-    """Build/reuse the image, render, wire the network, start every node at once."""
+def boot(m: Machines, log=print, exact: bool = False) -> None:
+    """Build/reuse the image, render, wire the network, start every node at once.
+    ``exact``: the stack's settings as they are (no CONTAINER_OVERRIDES)."""
     base = image.build(log=log)
     m.run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(m.run_dir, 0o700)
     key, pub = render.deploy_key(m.run_dir / "deploy_key")
     settings = render.with_deploy_key(m.settings, pub)
+    if not exact:
+        settings, changed = render.container_settings(settings)
+        for c in changed:
+            log(f"container override (a container has no kernel watchdog): {c}")
     user_data, ca_pem = render.render_nodes(settings)
     (m.run_dir / "ca.crt").write_text(ca_pem)
     m.ssh_config.write_text(ssh.ssh_config(m.specs, m.net.public_bastion_ip if settings.access.bastion.enabled else None, key))
@@ -124,7 +129,7 @@ def boot(m: Machines, log=print) -> None:
     for spec in m.specs:
         p = m.paths(spec.name)
         st = m.state["nodes"][spec.name]
-        pid = nodes.start(nodes.nspawn_command(spec, m.machine(spec.name), p, image.apt_cache_dir(), st["loop"], st["volume_id"]), p.console)
+        pid = nodes.start(nodes.nspawn_command(spec, m.machine(spec.name), p, image.apt_cache_dir(), st["loop"], st["volume_id"]), p.console, m.machine(spec.name))
         st["pid"] = pid
         m.save()
     log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")
@@ -270,6 +275,7 @@ def leftovers(m: Machines) -> list[str]:
     out += [f"mount {p}" for p in nodes.mounts_under(m.run_dir)] if m.run_dir.exists() else []
     r = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     out += [f"loop {line.split(':')[0]}" for line in r.splitlines() if str(m.run_dir) in line]
+    out += [f"cgroup {d}" for s in m.specs for d in nodes.cgroup_dirs(m.machine(s.name)) if d.exists()]
     prefix = f"--machine=pgha-{m.stack}-"
     for pid in (int(x) for x in os.listdir("/proc") if x.isdigit()):
         try:
@@ -290,6 +296,8 @@ def down(m: Machines, log=print, keep_logs: bool = True) -> list[str]:
     for name, what in results:
         if what != "not running":
             log(f"  {name}: {what}")
+    for s in m.specs:
+        nodes.remove_cgroups(m.machine(s.name))
     if m.state.get("nodes"):
         save_debs(m)
     for mp in sorted(nodes.mounts_under(m.run_dir) if m.run_dir.exists() else [], key=len, reverse=True):

@@ -115,15 +115,59 @@ def nspawn_command(node: NodeSpec, machine: str, paths: NodePaths, apt_cache: Pa
         "--link-journal=no", "--console=read-only", "--resolv-conf=off", "--timezone=off",
     ]  # fmt: skip
     if loop:
-        cmd += [f"--bind={loop}:/dev/sdb"]
+        # The kernel's name of the disk (blkid scans /proc/partitions names: LABEL= resolves),
+        # the name the render's fs_setup uses, and the udev-made by-id name OVH volumes have.
+        cmd += [f"--bind={loop}", f"--bind={loop}:/dev/sdb"]
         if vol_id:
             cmd += [f"--bind={loop}:/dev/disk/by-id/virtio-{vol_id[:20]}"]
     return cmd
 
 
-def start(cmd: list[str], console: Path) -> int:
+def cgroup_dirs(machine: str) -> list[Path]:
+    """The container's own cgroup in the hierarchies systemd uses. With no systemd on the
+    host, ``--keep-unit`` leaves every nspawn in its caller's cgroup, so the containers'
+    systemds would share one subtree and trip over each other's units (seen:
+    systemd-user-sessions.service "status=219/CGROUP", so /run/nologin stays and SSH is
+    refused). One cgroup per machine, made before nspawn starts, removed by ``down``."""
+    fs = Path("/sys/fs/cgroup")
+    if (fs / "cgroup.controllers").exists():  # pure cgroup v2
+        roots = [fs]
+    else:
+        roots = [r for r in (fs / "systemd", fs / "unified") if (r / "cgroup.procs").exists()]
+    return [r / "pgha-machines" / machine for r in roots]
+
+
+def _enter_cgroups(dirs: list[Path]) -> None:
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+
+def remove_cgroups(machine: str) -> list[str]:
+    """rmdir the machine's cgroup trees, deepest first. Returns those that remain."""
+    left = []
+    for top in cgroup_dirs(machine):
+        if not top.exists():
+            continue
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True) + [top]:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        if top.exists():
+            left.append(str(top))
+    for top in cgroup_dirs(machine):
+        try:
+            top.parent.rmdir()  # pgha-machines/, when no other stack uses it
+        except OSError:
+            pass
+    return left
+
+
+def start(cmd: list[str], console: Path, machine: str) -> int:
+    dirs = cgroup_dirs(machine)
     with open(console, "ab") as out, open(os.devnull, "rb") as devnull:
-        p = subprocess.Popen(cmd, stdin=devnull, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(cmd, stdin=devnull, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=lambda: _enter_cgroups(dirs))
     return p.pid
 
 

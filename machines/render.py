@@ -46,6 +46,26 @@ def with_deploy_key(settings: Settings, public_key: str) -> Settings:
     return replace(settings, access=replace(settings.access, ssh_public_keys=(public_key,)))
 
 
+#: What a container cannot provide, so the machines tier sets it (printed by ``up``, listed
+#: in docs/machines.md; ``up --exact`` keeps the stack's values and shows the failure):
+#: no kernel modules in a container -> no softdog -> no /dev/watchdog. With
+#: ``watchdog: required`` Patroni cancels its bootstrap ("Configuration requires watchdog,
+#: but watchdog could not be configured"); ``automatic`` tries it and goes on without.
+CONTAINER_OVERRIDES = {"patroni.watchdog": "automatic"}
+
+
+def container_settings(settings: Settings) -> tuple[Settings, list[str]]:
+    """Settings with CONTAINER_OVERRIDES applied; and what changed, for the record."""
+    changed = []
+    for key, value in CONTAINER_OVERRIDES.items():
+        section, name = key.split(".")
+        current = getattr(getattr(settings, section), name)
+        if current != value:
+            settings = replace(settings, **{section: replace(getattr(settings, section), **{name: value})})
+            changed.append(f"{key}: {current} -> {value}")
+    return settings, changed
+
+
 def render_nodes(settings: Settings) -> tuple[dict[str, str], str]:
     """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
     plus ``"bastion"`` when the stack has one."""
