@@ -82,7 +82,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     if not m.ssh_config.exists():
         print(f"machines {m.stack} not up", file=sys.stderr)
         return 3
-    os.execvp("ssh", ["ssh", "-F", str(m.ssh_config), args.node, *args.cmd])
+    os.execvp("ssh", ["ssh", "-F", str(m.ssh_config), args.node, *[a for a in args.remote if a != "--"]])
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m machines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stack", default="dev")
     ap.add_argument("--run-dir", type=lambda p: __import__("pathlib").Path(p), default=None, help="default /var/lib/pgha-machines/<stack>")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up")
     up.add_argument("--timeout", type=float, default=c.BOOT_TIMEOUT, help="seconds for cloud-init on every node")
     up.add_argument("--exact", action="store_true", help="no container overrides (patroni.watchdog stays as the stack says)")
@@ -105,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--clean", action="store_true", help="also remove the run dir (logs, deploy key)")
     s = sub.add_parser("ssh")
     s.add_argument("node")
-    s.add_argument("cmd", nargs=argparse.REMAINDER)
+    s.add_argument("remote", nargs=argparse.REMAINDER, help="command to run (default: a login shell)")
     sub.add_parser("logs")
     args = ap.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
-        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.cmd](args)
+        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.command](args)
     except SettingsError as e:
         print(e, file=sys.stderr)
         return 2
