@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.validation import etcd_script, patroni_script
 from cloud_init.settings import Settings
+from components.validation import etcd_script, patroni_script
 
 from . import image, net, nodes, render, seed, ssh
 from .spec import NodeSpec, StackNet, machine_name, node_specs, stack_net
