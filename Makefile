@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup lab test test-unit test-components test-lab test-php golden render readme-config lint down bench drill bench-failover
+.PHONY: help setup lab test test-unit test-components test-lab test-php machines machines-down test-machines bench-machines golden render readme-config lint down bench drill bench-failover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,3 +54,16 @@ drill: ## every failover drill on the running lab (STACK=prod for synchronous mo
 
 bench-failover: ## failover benchmark: scenarios x timing profiles, min/median/max
 	$(PY) bench/failover.py --runs 3
+
+machines: ## boot every node of STACK from its rendered user-data (nspawn containers), validate (root)
+	bash scripts/setup-machines.sh
+	$(PY) -m machines --stack $(STACK) up
+
+machines-down: ## stop the machines of STACK and remove everything they created
+	$(PY) -m machines --stack $(STACK) down
+
+test-machines: ## the machines boot test (skips where containers cannot run)
+	$(PY) -m pytest -m machines tests
+
+bench-machines: ## machines bring-up benchmark: nothing -> validated, min/median/max
+	$(PY) bench/machines_bringup.py --runs 3
