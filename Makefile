@@ -43,7 +43,7 @@ readme-config: ## regenerate the README configuration table from the schema
 	$(PY) scripts/readme_config.py
 
 lint: ## ruff + mypy
-	$(PY) -m ruff check cloud_init components lab tests bench scripts examples clients/python __main__.py
+	$(PY) -m ruff check cloud_init components lab machines tests bench scripts examples clients/python __main__.py
 	$(PY) -m mypy
 
 bench: ## lab bring-up benchmark

@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("remote", nargs=argparse.REMAINDER, help="command to run (default: a login shell)")
     sub.add_parser("logs")
     args = ap.parse_args(argv)
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
         return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.command](args)
     except SettingsError as e:
