@@ -39,7 +39,7 @@ def one_run(stack: str) -> tuple[float, float, float]:
     t_up = time.monotonic() - t0
     m = re.search(r"cloud-init finished on every node after (\d+)s", up.stdout)
     t1 = time.monotonic()
-    down = cli(stack, run_dir, "down", "--clean")
+    down = cli(stack, run_dir, "down", *(["--clean"] if up.returncode == 0 else []))  # a failed run keeps its logs
     t_down = time.monotonic() - t1
     if up.returncode != 0 or down.returncode != 0:
         print(up.stdout[-3000:], up.stderr[-3000:], down.stdout, down.stderr, sep="\n", file=sys.stderr)

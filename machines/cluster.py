@@ -150,9 +150,12 @@ def progress_line(m: Machines, t0: float) -> tuple[str, bool]:
 def wait_cloud_init(m: Machines, timeout: float = BOOT_TIMEOUT, log=print, every: float = 5.0) -> bool:
     t0 = time.monotonic()
     last = ""
+    seen_dead: set[str] = set()
     while True:
         line, done = progress_line(m, t0)
-        dead = [s.name for s in m.specs if not m.is_up(s.name)]
+        now_dead = {s.name for s in m.specs if not m.is_up(s.name)}
+        dead = sorted(now_dead & seen_dead)  # dead at two polls in a row
+        seen_dead = now_dead
         if line.split("] ", 1)[1] != last or done:
             log(line)
             last = line.split("] ", 1)[1]

@@ -179,8 +179,21 @@ def _cmdline(pid: int) -> str:
 
 
 def alive(pid: int | None, machine: str) -> bool:
-    """The pid still runs OUR nspawn for ``machine`` (not a recycled pid)."""
-    return bool(pid) and f"--machine={machine}" in _cmdline(pid or 0)
+    """The pid still runs OUR nspawn for ``machine`` (not a recycled pid). During an
+    execve (nsenter -> systemd-nspawn) cmdline can read empty: the pid counts as alive
+    unless it is a zombie."""
+    if not pid:
+        return False
+    cmd = _cmdline(pid)
+    if f"--machine={machine}" in cmd:
+        return True
+    if cmd == "":
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
+    return False
 
 
 def _children(pid: int) -> list[int]:
