@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("PGHA_MACHINES_CACHE", "/var/cache/pgha-machines"))
-IMAGE_VERSION = "4"  #: bump when the build steps below change
+IMAGE_VERSION = "5"  #: bump when the build steps below change
 SUITE = "bookworm"
 MIRRORS = [
     "deb http://deb.debian.org/debian bookworm main",
@@ -135,6 +135,8 @@ def build(packages: list[str] | None = None, log=print) -> Path:
         f"--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/ && cp -al {apt}/. \"$1\"/var/cache/apt/archives/ 2>/dev/null || true",
         f"--customize-hook=cp -ru \"$1\"/var/cache/apt/archives/*.deb {apt}/ 2>/dev/null || true",
         "--skip=cleanup/apt/cache",
+        # Keep the package lists: a node's `package_update` then finds them current (~10 s less per boot).
+        "--skip=cleanup/apt/lists",
         "--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb",
         SUITE, str(tmp / "rootfs"), *MIRRORS,
     ]  # fmt: skip
@@ -149,7 +151,23 @@ def build(packages: list[str] | None = None, log=print) -> Path:
         subprocess.run(["rm", "-rf", "--one-file-system", str(d)], check=True)
     tmp.rename(d)
     log(f"image: built in {time.monotonic() - t0:.0f}s -> {d}")
+    for old in prune(keep=d):
+        log(f"image: removed unused {old}")
     return d / "rootfs"
+
+
+def prune(keep: Path) -> list[Path]:
+    """Remove other cached rootfs builds that no overlay mount uses (another stack's
+    running nodes keep theirs)."""
+    with open("/proc/self/mountinfo") as f:
+        in_use = f.read()
+    removed = []
+    for old in CACHE.glob("debian12-*"):
+        if old == keep or not old.is_dir() or str(old) in in_use:
+            continue
+        subprocess.run(["rm", "-rf", "--one-file-system", str(old)], check=False)
+        removed.append(old)
+    return removed
 
 
 if __name__ == "__main__":
