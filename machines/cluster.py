@@ -193,6 +193,8 @@ def validate(m: Machines, log=print) -> list[Check]:
     results: list[Check] = []
     for role in ("etcd", "patroni"):
         group = [s for s in m.specs if s.role == role]
+        if not group:
+            continue
         with ThreadPoolExecutor(len(group)) as ex:
             checks = list(ex.map(lambda s: _validate_node(m, s), group))
         for c in checks:
