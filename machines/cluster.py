@@ -129,7 +129,7 @@ def boot(m: Machines, log=print, exact: bool = False) -> None:
     for spec in m.specs:
         p = m.paths(spec.name)
         st = m.state["nodes"][spec.name]
-        pid = nodes.start(nodes.nspawn_command(spec, m.machine(spec.name), p, image.apt_cache_dir(), st["loop"], st["volume_id"]), p.console, m.machine(spec.name))
+        pid = nodes.start(nodes.nspawn_command(spec, m.machine(spec.name), p, st["loop"], st["volume_id"]), p.console, m.machine(spec.name))
         st["pid"] = pid
         m.save()
     log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")

@@ -105,7 +105,7 @@ def volume_id(node: str, stack: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{node}.{stack}.pgha-machines"))
 
 
-def nspawn_command(node: NodeSpec, machine: str, paths: NodePaths, apt_cache: Path, loop: str | None, vol_id: str | None) -> list[str]:
+def nspawn_command(node: NodeSpec, machine: str, paths: NodePaths, loop: str | None, vol_id: str | None) -> list[str]:
     cmd = [
         "nsenter", f"--net=/run/netns/{node.netns}",
         "systemd-nspawn", "--boot", f"--machine={machine}", "-D", str(paths.root),

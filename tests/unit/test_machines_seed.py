@@ -131,3 +131,31 @@ def test_extra_host_cas(tmp_path):
     bundle = tmp_path / "bundle.crt"
     bundle.write_text(pem("AAAA") + pem("BBBB"))
     assert image.extra_host_cas(bundle, shipped) == [pem("BBBB")]
+
+
+def test_cloud_init_state_read_from_the_host(tmp_path):
+    from machines.nodes import cloud_init_state
+
+    assert cloud_init_state(tmp_path) == ("booting", [])
+    data = tmp_path / "var/lib/cloud/data"
+    data.mkdir(parents=True)
+    v1 = {"stage": "modules-final", "init-local": {"finished": 1.0, "errors": []}, "modules-final": {"finished": None, "errors": []}}
+    (data / "status.json").write_text(__import__("json").dumps({"v1": v1}))
+    assert cloud_init_state(tmp_path) == ("modules-final", [])
+    v1 = {"stage": None, "init": {"finished": 2.0, "errors": []}, "modules-final": {"finished": 3.0, "errors": ["scripts-user failed"]}}
+    (data / "status.json").write_text(__import__("json").dumps({"v1": v1}))
+    assert cloud_init_state(tmp_path) == ("after modules-final", ["modules-final: scripts-user failed"])
+    (data / "result.json").write_text("{}")
+    assert cloud_init_state(tmp_path)[0] == "done-with-errors"
+
+
+def test_nspawn_runs_in_the_node_namespace_with_its_data_disk(dev, tmp_path):
+    from machines.nodes import NodePaths, nspawn_command
+
+    pg1 = spec.node_specs(dev)[3]
+    cmd = nspawn_command(pg1, "pgha-dev-pg1", NodePaths(tmp_path), "/dev/loop7", "0117ec5b-6c3f-5b8c-b5a1-123456789abc")
+    assert cmd[:3] == ["nsenter", "--net=/run/netns/pgha-dev-pg1", "systemd-nspawn"]
+    assert "--boot" in cmd and "--machine=pgha-dev-pg1" in cmd and "--register=no" in cmd
+    assert {"--bind=/dev/loop7", "--bind=/dev/loop7:/dev/sdb", "--bind=/dev/loop7:/dev/disk/by-id/virtio-0117ec5b-6c3f-5b8c-b"} <= set(cmd)
+    etcd1 = nspawn_command(spec.node_specs(dev)[0], "pgha-dev-etcd1", NodePaths(tmp_path), None, None)
+    assert not any(a.startswith("--bind=/dev/") for a in etcd1)
