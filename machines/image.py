@@ -12,9 +12,10 @@ re-signed by a CA the host trusts) and pip is told to use it (/etc/pip.conf).
 
 The cache directory name carries a hash of the package list, the apt sources and this
 module's version, so a change rebuilds; an unchanged list reuses the rootfs. Downloaded
-.deb files are kept in ``<cache>/apt`` (synced in and out of mmdebstrap, bind-mounted
-into the nodes as /var/cache/apt/archives), so a rebuild or a node's ``packages:``
-does not download them again.
+.deb files are kept in ``<cache>/apt`` (synced in and out of mmdebstrap; hard-linked
+into each node's own /var/cache/apt/archives, so nodes share no apt lock, and the ones
+nodes download are linked back by ``up``), so a rebuild or a node's ``packages:`` does
+not download them again.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _customize(root: Path) -> None:
         (ca_dir / f"pgha-build-host-{i}.crt").write_text(pem)
     (root / "etc/pip.conf").write_text(PIP_CONF)
     (root / "etc/apt/apt.conf.d/10pgha-keep-debs").write_text(APT_KEEP)
-    # Debian's docker-clean-like hook would empty the shared archive dir; there is none, but be explicit.
+    # A docker-clean-like hook would empty the archive dir after installs; make sure there is none.
     (root / "etc/apt/apt.conf.d/docker-clean").unlink(missing_ok=True)
     # The NoCloud seed directory is the only datasource here (OVH uses OpenStack's; same modules).
     (root / "etc/cloud/cloud.cfg.d/90-pgha-machines.cfg").write_text(
