@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover
+.PHONY: help setup setup-machines lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover machines machines-down test-machines bench-machines
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,7 +16,10 @@ lab: setup ## THE main command: set up, then bring the lab up and validate it
 down: ## stop the lab (every process it started)
 	$(PY) -m lab --stack $(STACK) down
 
-test: setup ## run every test: unit, tools, Pulumi mocks, PHP, lab (real daemons)
+setup-machines: ## install what the machines tier needs (systemd-nspawn, mmdebstrap; idempotent)
+	bash scripts/setup-machines.sh
+
+test: setup setup-machines ## run every test: unit, tools, Pulumi mocks, PHP, lab (real daemons), machines (booted nodes)
 	$(PY) -m pytest tests
 	phpunit -c clients/php/phpunit.xml
 
@@ -71,3 +74,15 @@ drill: ## every failover drill on the running lab (STACK=prod for synchronous mo
 
 bench-failover: ## failover benchmark: scenarios x timing profiles, min/median/max
 	$(PY) bench/failover.py --runs 3
+
+machines: setup setup-machines ## boot every node of STACK from its rendered user-data (nspawn containers), validate (root)
+	$(PY) -m machines --stack $(STACK) up
+
+machines-down: ## stop the machines of STACK and remove everything they created
+	$(PY) -m machines --stack $(STACK) down
+
+test-machines: ## the machines boot test (skips where containers cannot run)
+	$(PY) -m pytest -m machines tests
+
+bench-machines: ## machines bring-up benchmark: nothing -> validated, min/median/max
+	$(PY) bench/machines_bringup.py --runs 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-KINDS = ("unit", "tools", "components", "lab")
+KINDS = ("unit", "tools", "components", "lab", "machines")
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects anything

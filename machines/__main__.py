@@ -1,0 +1,156 @@
+"""python -m machines [--stack dev] <command>: the stack's nodes as real Debian 12 systems.
+
+up          build/reuse the Debian 12 image, boot every node (etcd, Patroni, bastion)
+            from its exact rendered user-data, show cloud-init progress, then run the
+            deploy's validation over SSH through the bastion (safe when running)
+status      per node: up?, cloud-init status, Patroni role
+down        stop every container and remove namespaces, veths, bridge, mounts, loops
+ssh NODE    ssh to a node through the bastion (extra args are passed to ssh)
+logs        collect every node's logs into the run dir
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from pgha.settings import SettingsError
+
+from . import cluster as c
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    problems = c.prerequisites()
+    if problems:
+        print("machines cannot run here:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    m = c.open_machines(args.stack, args.run_dir)
+    if args.nodes:
+        wanted = args.nodes.split(",")
+        unknown = sorted(set(wanted) - {s.name for s in m.specs})
+        if unknown:
+            print(
+                f"unknown node(s) {', '.join(unknown)}; the stack has {', '.join(s.name for s in m.specs)}",
+                file=sys.stderr,
+            )
+            return 2
+        m.specs = [s for s in m.specs if s.name in wanted]
+    t0 = time.monotonic()
+    if m.running():
+        print(f"machines {m.stack} already running in {m.run_dir}; validating")
+    else:
+        if m.state:
+            print("cleaning up a previous run that is no longer running")
+            c.down(m, log=lambda s: None)
+            specs = m.specs
+            m = c.open_machines(args.stack, args.run_dir)
+            m.specs = specs
+        c.boot(m, exact=args.exact)
+    try:
+        ok = c.wait_cloud_init(m, timeout=args.timeout)
+    except c.MachinesError as e:
+        print(f"FAILED: {e}", file=sys.stderr)
+        ok = False
+    booted = time.monotonic() - t0
+    print(
+        f"cloud-init finished on every node after {booted:.0f}s"
+        if ok
+        else f"cloud-init did not finish on every node after {booted:.0f}s"
+    )
+    results = c.validate(m) if ok or args.validate_anyway else []
+    new = c.save_debs(m)
+    if new:
+        print(f"apt cache: +{new} packages")
+    passed = ok and results and all(r.ok for r in results)
+    print()
+    print(c.status_table(m))
+    if not passed:
+        logs = c.collect_logs(m)
+        print(f"\nvalidation FAILED after {time.monotonic() - t0:.0f}s; logs of every node in {logs}", file=sys.stderr)
+        return 1
+    print(
+        f"\nvalidated after {time.monotonic() - t0:.0f}s. Next: python -m machines --stack {m.stack} ssh pg1 | status | down"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    m = c.open_machines(args.stack, args.run_dir)
+    if not m.state:
+        print(f"machines {m.stack}: not running ({m.run_dir})")
+        return 3
+    print(c.status_table(m))
+    return 0 if all(m.is_up(s.name) for s in m.specs) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    m = c.open_machines(args.stack, args.run_dir)
+    left = c.down(m, keep_logs=not args.clean)
+    if left:
+        print("left behind:\n  " + "\n  ".join(left), file=sys.stderr)
+        return 1
+    print(f"machines {m.stack}: down, nothing left behind")
+    return 0
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    m = c.open_machines(args.stack, args.run_dir)
+    if not m.ssh_config.exists():
+        print(f"machines {m.stack} not up", file=sys.stderr)
+        return 3
+    os.execvp("ssh", ["ssh", "-F", str(m.ssh_config), args.node, *[a for a in args.remote if a != "--"]])
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    m = c.open_machines(args.stack, args.run_dir)
+    print(c.collect_logs(m))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m machines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--stack", default="dev")
+    ap.add_argument(
+        "--run-dir",
+        type=lambda p: __import__("pathlib").Path(p),
+        default=None,
+        help="default /var/lib/pgha-machines/<stack>",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up")
+    up.add_argument("--timeout", type=float, default=c.BOOT_TIMEOUT, help="seconds for cloud-init on every node")
+    up.add_argument("--nodes", help="boot only these nodes, e.g. etcd1,bastion (experiments: a late etcd peer, ...)")
+    up.add_argument(
+        "--exact", action="store_true", help="no container overrides (patroni.watchdog stays as the stack says)"
+    )
+    up.add_argument(
+        "--validate-anyway", action="store_true", help="run the validation even if cloud-init did not finish"
+    )
+    sub.add_parser("status")
+    d = sub.add_parser("down")
+    d.add_argument("--clean", action="store_true", help="also remove the run dir (logs, deploy key)")
+    s = sub.add_parser("ssh")
+    s.add_argument("node")
+    s.add_argument("remote", nargs=argparse.REMAINDER, help="command to run (default: a login shell)")
+    sub.add_parser("logs")
+    args = ap.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+    try:
+        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.command](
+            args
+        )
+    except SettingsError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except c.MachinesError as e:
+        print(f"machines: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

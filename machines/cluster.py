@@ -1,0 +1,376 @@
+"""up / status / down / logs of a stack's machines. See machines/__init__.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.validation import etcd_script, patroni_script
+from pgha.settings import Settings
+
+from . import image, net, nodes, render, seed, ssh
+from .spec import NodeSpec, StackNet, machine_name, node_specs, stack_net
+
+RUN_ROOT = Path(os.environ.get("PGHA_MACHINES_RUN", "/var/lib/pgha-machines"))
+REQUIRED_TOOLS = (
+    "systemd-nspawn",
+    "mmdebstrap",
+    "nsenter",
+    "losetup",
+    "nft",
+    "ip",
+    "ssh",
+    "ssh-keygen",
+    "curl",
+    "journalctl",
+)
+BOOT_TIMEOUT = 900  #: seconds for every node's cloud-init to finish
+
+Log = Callable[[str], None]
+
+
+class MachinesError(RuntimeError):
+    pass
+
+
+def prerequisites() -> list[str]:
+    """What this host lacks to run machines (empty: good to go)."""
+    out = []
+    if os.geteuid() != 0:
+        out.append("must run as root (network namespaces, overlay mounts, loop devices, nspawn)")
+    missing = [t for t in REQUIRED_TOOLS if not shutil.which(t)]
+    if missing:
+        out.append(f"missing commands {' '.join(missing)}: run scripts/setup-machines.sh")
+    if not Path("/dev/loop-control").exists():
+        out.append("no /dev/loop-control: Patroni data disks need loop devices")
+    return out
+
+
+@dataclass
+class Machines:
+    stack: str
+    run_dir: Path
+    settings: Settings
+    net: StackNet
+    specs: list[NodeSpec]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.run_dir / "ssh_config"
+
+    def paths(self, node: str) -> nodes.NodePaths:
+        return nodes.NodePaths(self.run_dir / "nodes" / node)
+
+    def machine(self, node: str) -> str:
+        return machine_name(self.settings, node)
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        tmp.replace(self.state_file)
+
+    def pid(self, node: str) -> int | None:
+        return (self.state.get("nodes", {}).get(node) or {}).get("pid")
+
+    def is_up(self, node: str) -> bool:
+        return nodes.alive(self.pid(node), self.machine(node))
+
+    def running(self) -> bool:
+        return any(self.is_up(s.name) for s in self.specs)
+
+
+def open_machines(stack: str, run_dir: Path | None = None) -> Machines:
+    run_dir = run_dir or RUN_ROOT / stack
+    settings = render.load_settings(stack)
+    m = Machines(stack=stack, run_dir=run_dir, settings=settings, net=stack_net(settings), specs=node_specs(settings))
+    if m.state_file.exists():
+        m.state = json.loads(m.state_file.read_text())
+    return m
+
+
+# ------------------------------------------------------------------ up
+
+
+def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
+    """Build/reuse the image, render, wire the network, start every node at once.
+    ``exact``: the stack's settings as they are (no CONTAINER_OVERRIDES)."""
+    base = image.build(log=log)
+    m.run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(m.run_dir, 0o700)
+    key, pub = render.deploy_key(m.run_dir / "deploy_key")
+    settings = render.with_deploy_key(m.settings, pub)
+    if not exact:
+        settings, changed = render.container_settings(settings)
+        for c in changed:
+            log(f"container override (a container has no kernel watchdog): {c}")
+    user_data, ca_pem = render.render_nodes(settings)
+    (m.run_dir / "ca.crt").write_text(ca_pem)
+    m.ssh_config.write_text(
+        ssh.ssh_config(m.specs, m.net.public_bastion_ip if settings.access.bastion.enabled else None, key)
+    )
+    m.state = {"stack": m.stack, "base": str(base), "nodes": {}, "started": time.time()}
+    m.state["ip_forward_before"] = net.setup(m.net)
+    m.save()
+    nameservers = seed.host_nameservers(Path("/etc/resolv.conf").read_text())
+    run_id = f"{int(time.time())}"
+    for spec in m.specs:
+        p = m.paths(spec.name)
+        net.add_node(m.net, spec)
+        nodes.prepare(p, base, image.apt_cache_dir())
+        instance = f"i-{m.stack}-{spec.name}-{run_id}"
+        nodes.write_seed(
+            p, seed.meta_data(spec, instance, [pub]), user_data[spec.name], seed.network_config_yaml(spec, nameservers)
+        )
+        (p.dir / "user-data").write_text(user_data[spec.name])
+        os.chmod(p.dir / "user-data", 0o600)
+        loop = vol = None
+        if spec.role == "patroni":
+            loop = nodes.attach_data_disk(p, m.settings.patroni.volume_size_gb)
+            vol = nodes.volume_id(spec.name, m.stack)
+        m.state["nodes"][spec.name] = {
+            "machine": m.machine(spec.name),
+            "loop": loop,
+            "volume_id": vol,
+            "root": str(p.root),
+        }
+        m.save()
+    # Started together, last: etcd's first start blocks until a quorum of members is up.
+    for spec in m.specs:
+        p = m.paths(spec.name)
+        st = m.state["nodes"][spec.name]
+        pid = nodes.start(
+            nodes.nspawn_command(spec, m.machine(spec.name), p, st["loop"], st["volume_id"]),
+            p.console,
+            m.machine(spec.name),
+        )
+        st["pid"] = pid
+        m.save()
+    log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")
+
+
+def progress_line(m: Machines, t0: float) -> tuple[str, bool]:
+    parts, done = [], True
+    for s in m.specs:
+        stage, errs = nodes.cloud_init_state(m.paths(s.name).root)
+        if not m.is_up(s.name):
+            stage = "DEAD"
+        if not stage.startswith("done"):
+            done = False
+        parts.append(f"{s.name}:{stage}{'(!' + str(len(errs)) + ')' if errs else ''}")
+    return f"[{time.monotonic() - t0:5.0f}s] " + "  ".join(parts), done
+
+
+def wait_cloud_init(m: Machines, timeout: float = BOOT_TIMEOUT, log: Log = print, every: float = 5.0) -> bool:
+    t0 = time.monotonic()
+    last = ""
+    seen_dead: set[str] = set()
+    while True:
+        line, done = progress_line(m, t0)
+        now_dead = {s.name for s in m.specs if not m.is_up(s.name)}
+        dead = sorted(now_dead & seen_dead)  # dead at two polls in a row
+        seen_dead = now_dead
+        if line.split("] ", 1)[1] != last or done:
+            log(line)
+            last = line.split("] ", 1)[1]
+        if done:
+            return True
+        if dead:
+            raise MachinesError(
+                f"node(s) {', '.join(dead)} stopped while booting; see {m.run_dir}/nodes/<node>/console.log"
+            )
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(every)
+
+
+@dataclass
+class Check:
+    node: str
+    ok: bool
+    output: str
+    seconds: float
+
+
+def _validate_node(m: Machines, spec: NodeSpec) -> Check:
+    t0 = time.monotonic()
+    err = ssh.wait_reachable(m.ssh_config, spec.name, timeout=300)
+    if err:
+        return Check(spec.name, False, f"ssh to {spec.name} failed: {err}", time.monotonic() - t0)
+    script = etcd_script(m.settings, spec.name) if spec.role == "etcd" else patroni_script(m.settings, spec.name)
+    r = ssh.run(m.ssh_config, spec.name, script)
+    out = (r.stdout + r.stderr).strip()
+    return Check(spec.name, r.returncode == 0, out, time.monotonic() - t0)
+
+
+def validate(m: Machines, log: Log = print) -> list[Check]:
+    """The deploy's validation commands, over SSH through the bastion: every etcd member
+    (in parallel), then, when all passed, every Patroni node (in parallel)."""
+    results: list[Check] = []
+    for role in ("etcd", "patroni"):
+        group = [s for s in m.specs if s.role == role]
+        if not group:
+            continue
+        with ThreadPoolExecutor(len(group)) as ex:
+            checks = list(ex.map(lambda s: _validate_node(m, s), group))
+        for c in checks:
+            log(
+                f"  {'PASS' if c.ok else 'FAIL'}  {c.node:6} ({c.seconds:4.0f}s) "
+                + c.output.replace("\n", "\n" + " " * 22)
+            )
+        results += checks
+        if not all(c.ok for c in checks):
+            break
+    return results
+
+
+def save_debs(m: Machines) -> int:
+    """Hard-link the .debs the nodes downloaded into the shared apt cache."""
+    cache = image.apt_cache_dir()
+    n = 0
+    for s in m.specs:
+        for deb in (m.paths(s.name).upper / "var/cache/apt/archives").glob("*.deb"):
+            target = cache / deb.name
+            if not target.exists():
+                try:
+                    os.link(deb, target)
+                    n += 1
+                except OSError:
+                    pass
+    return n
+
+
+def collect_logs(m: Machines) -> Path:
+    """cloud-init logs, console and journal of every node into <run>/logs-<time>/."""
+    out = m.run_dir / f"logs-{time.strftime('%Y%m%d-%H%M%S')}"
+    for s in m.specs:
+        p = m.paths(s.name)
+        d = out / s.name
+        d.mkdir(parents=True, exist_ok=True)
+        for rel in (
+            "var/log/cloud-init.log",
+            "var/log/cloud-init-output.log",
+            "var/lib/cloud/data/status.json",
+            "var/lib/cloud/data/result.json",
+        ):
+            src = p.root / rel
+            if src.exists():
+                shutil.copyfile(src, d / Path(rel).name)
+        if p.console.exists():
+            shutil.copyfile(p.console, d / "console.log")
+        jdir = p.root / "var/log/journal"
+        if jdir.exists():
+            with open(d / "journal.txt", "w") as f:
+                subprocess.run(
+                    check=False,
+                    args=["journalctl", "-D", str(jdir), "--no-pager", "-o", "short-monotonic"],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                )
+    return out
+
+
+# ------------------------------------------------------------------ status
+
+
+def patroni_role(m: Machines, spec: NodeSpec) -> str:
+    """Patroni's REST API as seen from the vRack gateway (allowed: it is in the subnet)."""
+    url = f"https://{spec.address}:{m.settings.patroni.rest_port}/patroni"
+    r = subprocess.run(
+        check=False,
+        args=["ip", "netns", "exec", m.net.netns, "curl", "-sk", "--max-time", "3", url],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        return "-"
+    return f"{doc.get('role', '?')}/{doc.get('state', '?')}"
+
+
+def status_rows(m: Machines) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for s in m.specs:
+        up = m.is_up(s.name)
+        stage = nodes.cloud_init_state(m.paths(s.name).root)[0] if up else "-"
+        role = patroni_role(m, s) if up and s.role == "patroni" else "-"
+        rows.append((s.name, s.address, "up" if up else "down", stage, role))
+    return rows
+
+
+def status_table(m: Machines) -> str:
+    lines = [f"{'node':8} {'address':12} {'state':5} {'cloud-init':18} patroni"]
+    lines += [f"{n:8} {a:12} {u:5} {c:18} {r}" for n, a, u, c, r in status_rows(m)]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ down
+
+
+def leftovers(m: Machines) -> list[str]:
+    """Everything of this stack still on the host (empty after ``down``)."""
+    out = net.leftovers(m.net, m.specs)
+    out += [f"mount {p}" for p in nodes.mounts_under(m.run_dir)] if m.run_dir.exists() else []
+    r = subprocess.run(check=False, args=["losetup", "-a"], capture_output=True, text=True).stdout
+    out += [f"loop {line.split(':')[0]}" for line in r.splitlines() if str(m.run_dir) in line]
+    out += [f"cgroup {d}" for s in m.specs for d in nodes.cgroup_dirs(m.machine(s.name)) if d.exists()]
+    prefix = f"--machine=pgha-{m.stack}-"
+    for pid in (int(x) for x in os.listdir("/proc") if x.isdigit()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "systemd-nspawn" in cmd and prefix in cmd:
+            out.append(f"process {pid} {cmd[:80]}")
+    return out
+
+
+def down(m: Machines, log: Log = print, keep_logs: bool = True) -> list[str]:
+    """Stop every container (TERM, then KILL), unmount, detach loops, remove namespaces,
+    veths, bridge and nft tables, delete node dirs. Returns what is still left (verified)."""
+    node_state = m.state.get("nodes", {})
+    with ThreadPoolExecutor(max(1, len(m.specs))) as ex:
+        results = list(ex.map(lambda s: (s.name, nodes.stop(m.pid(s.name), m.machine(s.name))), m.specs))
+    for name, what in results:
+        if what != "not running":
+            log(f"  {name}: {what}")
+    for s in m.specs:
+        nodes.remove_cgroups(m.machine(s.name))
+    if m.state.get("nodes"):
+        save_debs(m)
+    for mp in sorted(nodes.mounts_under(m.run_dir) if m.run_dir.exists() else [], key=len, reverse=True):
+        subprocess.run(check=False, args=["umount", mp], capture_output=True)
+        if nodes.is_mounted(Path(mp)):
+            subprocess.run(check=False, args=["umount", "-l", mp], capture_output=True)
+    r = subprocess.run(check=False, args=["losetup", "-a"], capture_output=True, text=True).stdout
+    loops = {line.split(":")[0] for line in r.splitlines() if str(m.run_dir) in line}
+    loops |= {st["loop"] for st in node_state.values() if st.get("loop") and st["loop"] in r}
+    for loop in loops:
+        subprocess.run(check=False, args=["losetup", "-d", loop], capture_output=True)
+    problems = net.teardown(m.net, m.specs, m.state.get("ip_forward_before"))
+    if (m.run_dir / "nodes").exists() and not nodes.mounts_under(m.run_dir):
+        subprocess.run(["rm", "-rf", "--one-file-system", str(m.run_dir / "nodes")], check=False)
+    if m.state_file.exists():
+        m.state_file.unlink()
+    if not keep_logs and m.run_dir.exists() and not nodes.mounts_under(m.run_dir):
+        shutil.rmtree(m.run_dir, ignore_errors=True)
+    return problems + leftovers(m)
+
+
+def fail(msg: str) -> None:
+    print(msg, file=sys.stderr)

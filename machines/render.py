@@ -1,0 +1,110 @@
+"""THE one call site of the stack's renderer for machines: user-data exactly as the stack
+renders it, with real secrets generated the way the stack does.
+
+- a throwaway CA + per-node certificates with the node's IP as SAN (lab/pki.py's LabCA,
+  ECDSA P-256 like the stack's pulumi-tls resources), random passwords;
+- ``access.ssh_public_keys`` replaced by a fresh ed25519 deploy key (Pulumi.<stack>.yaml
+  carries fake keys), via dataclasses.replace on the settings;
+- ``Target.vm``: the VM plan and layouts, with each Patroni node's data volume id (the
+  container sees its loop device at ``/dev/disk/by-id/virtio-<id[:20]>``, as on OVH).
+
+:func:`_local_fixes` is where a render defect that blocks booting would be patched
+temporarily; every patch is listed in machines/FINDINGS.md for the integrator to move
+into cloud_init/. It is empty unless stated there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+from cloud_init.bastion import render_bastion
+from cloud_init.render import render_cluster
+from lab.pki import LabCA
+from lab.topology import new_passwords
+from pgha.secrets import EtcdNodeSecrets, PatroniNodeSecrets
+from pgha.settings import Settings, load_stack_file
+from pgha.target import Target
+
+from .nodes import volume_id
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_settings(stack: str, root: Path = ROOT) -> Settings:
+    return load_stack_file(stack, root)
+
+
+def deploy_key(path: Path) -> tuple[str, str]:
+    """(private key path, public key line): a fresh ed25519 key, created once per run dir."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"pgha-machines-deploy@{path.parent.name}",
+                "-f",
+                str(path),
+            ],
+            check=True,
+        )
+    return str(path), Path(f"{path}.pub").read_text().strip()
+
+
+def with_deploy_key(settings: Settings, public_key: str) -> Settings:
+    return replace(settings, access=replace(settings.access, ssh_public_keys=(public_key,)))
+
+
+#: What a container cannot provide, so the machines tier sets it (printed by ``up``, listed
+#: in docs/machines.md; ``up --exact`` keeps the stack's values and shows the failure):
+#: no kernel modules in a container -> no softdog -> no /dev/watchdog. With
+#: ``watchdog: required`` Patroni cancels its bootstrap ("Configuration requires watchdog,
+#: but watchdog could not be configured"); ``automatic`` tries it and goes on without.
+CONTAINER_OVERRIDES = {"patroni.watchdog": "automatic"}
+
+
+def container_settings(settings: Settings) -> tuple[Settings, list[str]]:
+    """Settings with CONTAINER_OVERRIDES applied; and what changed, for the record."""
+    changed = []
+    for key, value in CONTAINER_OVERRIDES.items():
+        section, name = key.split(".")
+        current = getattr(getattr(settings, section), name)
+        if current != value:
+            settings = replace(settings, **{section: replace(getattr(settings, section), **{name: value})})
+            changed.append(f"{key}: {current} -> {value}")
+    return settings, changed
+
+
+def render_nodes(settings: Settings) -> tuple[dict[str, str], str]:
+    """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
+    plus ``"bastion"`` when the stack has one."""
+    plan = settings.plan
+    target = Target.vm(settings, volume_ids={n.name: volume_id(n.name, settings.stack) for n in plan.patroni})
+    ca = LabCA(f"pgha-{settings.stack}-machines-ca")
+    passwords = new_passwords()
+    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, target.cert_sans(n))) for n in plan.etcd}
+    patroni = {
+        n.name: PatroniNodeSecrets(
+            ca.pem,
+            ca.issue(n.name, target.cert_sans(n)),
+            ca.issue(f"{n.name}-etcd-client", target.cert_sans(n), server=False),
+            passwords,
+        )
+        for n in plan.patroni
+    }
+    out = {n.name: _local_fixes(n.name, n.user_data) for n in render_cluster(settings, target, etcd, patroni)}
+    if settings.access.bastion.enabled:
+        out["bastion"] = _local_fixes("bastion", render_bastion(settings))
+    return out, ca.pem
+
+
+def _local_fixes(node: str, user_data: str) -> str:
+    """TEMPORARY patches of render defects that block booting (see FINDINGS.md). None yet."""
+    return user_data
