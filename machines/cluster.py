@@ -100,6 +100,8 @@ def open_machines(stack: str, run_dir: Path | None = None) -> Machines:
     m = Machines(stack=stack, run_dir=run_dir, settings=settings, net=stack_net(settings), specs=node_specs(settings))
     if m.state_file.exists():
         m.state = json.loads(m.state_file.read_text())
+        if m.state.get("container_overrides"):
+            m.settings = render.container_settings(settings)[0]
     return m
 
 
@@ -123,7 +125,15 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
     m.ssh_config.write_text(
         ssh.ssh_config(m.specs, m.net.public_bastion_ip if settings.access.bastion.enabled else None, key)
     )
-    m.state = {"stack": m.stack, "base": str(base), "nodes": {}, "started": time.time()}
+    # Validate against what was booted (the deploy's checks read settings: watchdog mode).
+    m.settings = render.container_settings(m.settings)[0] if not exact else m.settings
+    m.state = {
+        "stack": m.stack,
+        "base": str(base),
+        "nodes": {},
+        "started": time.time(),
+        "container_overrides": not exact,
+    }
     m.state["ip_forward_before"] = net.setup(m.net)
     m.save()
     nameservers = seed.host_nameservers(Path("/etc/resolv.conf").read_text())
