@@ -7,10 +7,6 @@ renders it, with real secrets generated the way the stack does.
   carries fake keys), via dataclasses.replace on the settings;
 - ``Target.vm``: the VM plan and layouts, with each Patroni node's data volume id (the
   container sees its loop device at ``/dev/disk/by-id/virtio-<id[:20]>``, as on OVH).
-
-:func:`_local_fixes` is where a render defect that blocks booting would be patched
-temporarily; every patch is listed in machines/FINDINGS.md for the integrator to move
-into cloud_init/. It is empty unless stated there.
 """
 
 from __future__ import annotations
@@ -99,12 +95,7 @@ def render_nodes(settings: Settings) -> tuple[dict[str, str], str]:
         )
         for n in plan.patroni
     }
-    out = {n.name: _local_fixes(n.name, n.user_data) for n in render_cluster(settings, target, etcd, patroni)}
+    out = {n.name: n.user_data for n in render_cluster(settings, target, etcd, patroni)}
     if settings.access.bastion.enabled:
-        out["bastion"] = _local_fixes("bastion", render_bastion(settings))
+        out["bastion"] = render_bastion(settings)
     return out, ca.pem
-
-
-def _local_fixes(node: str, user_data: str) -> str:
-    """TEMPORARY patches of render defects that block booting (see FINDINGS.md). None yet."""
-    return user_data
