@@ -77,7 +77,8 @@ def _result(**over: Any) -> dict[str, Any]:
 def test_breaches() -> None:
     assert drills.breaches(_result()) == []
     lost = drills.breaches(_result(clients={"libpq": {"rto_s": 1.0, "acked_missing": [7], "failed_present": [3]}}))
-    assert len(lost) == 2 and "1 acknowledged write(s) lost" in lost[0]
+    assert len(lost) == 2
+    assert "1 acknowledged write(s) lost" in lost[0]
     assert "two writable primaries" in drills.breaches(_result(dual_primary=[{"nodes": ["pg1", "pg2"]}]))[0]
     assert "not verified" in drills.breaches(_result(clients={"libpq": {"rto_s": 1.0}}))[0]
     assert drills.breaches(_result(failover=False, rejoin_s=None)) == [
