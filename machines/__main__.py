@@ -7,6 +7,8 @@ status      per node: up?, cloud-init status, Patroni role
 down        stop every container and remove namespaces, veths, bridge, mounts, loops
 ssh NODE    ssh to a node through the bastion (extra args are passed to ssh)
 logs        collect every node's logs into the run dir
+drill S..   failover drills on the booted nodes (node-death, switchover): writers in the
+            vRack namespace, RTO, acknowledged-but-lost writes, two primaries (exit 1)
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from . import drills
+
+    return drills.cmd_drill(c.open_machines(args.stack, args.run_dir), args.scenarios)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m machines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,13 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("node")
     s.add_argument("remote", nargs=argparse.REMAINDER, help="command to run (default: a login shell)")
     sub.add_parser("logs")
+    dr = sub.add_parser("drill")
+    dr.add_argument("scenarios", nargs="+", choices=("node-death", "switchover"))
     args = ap.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
-        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "ssh": cmd_ssh, "logs": cmd_logs}[args.command](
-            args
-        )
+        return {
+            "up": cmd_up,
+            "status": cmd_status,
+            "down": cmd_down,
+            "ssh": cmd_ssh,
+            "logs": cmd_logs,
+            "drill": cmd_drill,
+        }[args.command](args)
     except SettingsError as e:
         print(e, file=sys.stderr)
         return 2

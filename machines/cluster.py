@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from components.validation import etcd_script, patroni_script
+from lab.topology import new_passwords
+from pgha.secrets import Passwords
 from pgha.settings import Settings
 
 from . import image, net, nodes, render, seed, ssh
@@ -108,6 +111,22 @@ def open_machines(stack: str, run_dir: Path | None = None) -> Machines:
 # ------------------------------------------------------------------ up
 
 
+def save_passwords(run_dir: Path, passwords: Passwords) -> None:
+    """<run>/secrets.json, mode 0600 from its creation: the passwords the nodes were rendered with."""
+    path = run_dir / "secrets.json"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(dataclasses.asdict(passwords), f)
+    os.chmod(path, 0o600)
+
+
+def load_passwords(run_dir: Path) -> Passwords:
+    path = run_dir / "secrets.json"
+    if not path.exists():
+        raise MachinesError(f"no {path}: these machines were booted before passwords were kept; down, then up")
+    return Passwords(**json.loads(path.read_text()))
+
+
 def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
     """Build/reuse the image, render, wire the network, start every node at once.
     ``exact``: the stack's settings as they are (no CONTAINER_OVERRIDES)."""
@@ -120,8 +139,10 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
         settings, changed = render.container_settings(settings)
         for c in changed:
             log(f"container override (a container has no kernel watchdog): {c}")
-    user_data, ca_pem = render.render_nodes(settings)
+    passwords = new_passwords()
+    user_data, ca_pem = render.render_nodes(settings, passwords)
     (m.run_dir / "ca.crt").write_text(ca_pem)
+    save_passwords(m.run_dir, passwords)  # the drills' writers connect as the app user
     m.ssh_config.write_text(
         ssh.ssh_config(m.specs, m.net.public_bastion_ip if settings.access.bastion.enabled else None, key)
     )

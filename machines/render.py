@@ -19,7 +19,7 @@ from cloud_init.bastion import render_bastion
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
 from lab.topology import new_passwords
-from pgha.secrets import EtcdNodeSecrets, PatroniNodeSecrets
+from pgha.secrets import EtcdNodeSecrets, Passwords, PatroniNodeSecrets
 from pgha.settings import Settings, load_stack_file
 from pgha.target import Target
 
@@ -78,13 +78,14 @@ def container_settings(settings: Settings) -> tuple[Settings, list[str]]:
     return settings, changed
 
 
-def render_nodes(settings: Settings) -> tuple[dict[str, str], str]:
+def render_nodes(settings: Settings, passwords: Passwords | None = None) -> tuple[dict[str, str], str]:
     """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
-    plus ``"bastion"`` when the stack has one."""
+    plus ``"bastion"`` when the stack has one. ``passwords``: fresh random ones by default
+    (``boot`` makes them first and keeps them in the run dir for the drills)."""
     plan = settings.plan
     target = Target.vm(settings, volume_ids={n.name: volume_id(n.name, settings.stack) for n in plan.patroni})
     ca = LabCA(f"pgha-{settings.stack}-machines-ca")
-    passwords = new_passwords()
+    passwords = passwords or new_passwords()
     etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, target.cert_sans(n))) for n in plan.etcd}
     patroni = {
         n.name: PatroniNodeSecrets(

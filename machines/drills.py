@@ -1,0 +1,501 @@
+"""Failover drills on booted nodes: ``python -m machines [--stack S] drill node-death|switchover``.
+
+On machines that are up and validated (``python -m machines up``):
+
+- the load runs INSIDE the vRack namespace (the host has no route to the plan's
+  addresses): ``ip netns exec pgha-<stack> python -m machines.drills load ...`` runs the
+  lab's writer (lab/drills/load.py ``Writer``: one INSERT every 20 ms through
+  pgha_client on the libpq multi-host DSN, ``target_session_attrs=read-write``, the
+  stack's CA, the app user and the password kept in ``<run>/secrets.json``) and the
+  lab's per-node dual-primary ``Probe``; every attempt is appended as one JSON line to a
+  timeline file the host reads. Times are CLOCK_MONOTONIC (one clock for every network
+  namespace) minus the drill's origin. When asked to stop, the load process reads back
+  every row of its writer through the read-write DSN (the new primary) and writes them
+  as a last ``present`` line.
+- ``node-death``: SIGKILL of every process of the primary's container at once (its
+  cgroup's ``cgroup.kill``: nspawn, the container's init, PostgreSQL, Patroni; a VM
+  losing power), wait for a new primary and for acknowledged writes from it, then boot
+  the node again with the same nspawn command ``up`` used and wait until it streams as
+  a replica.
+- ``switchover``: ``POST /switchover`` on the leader's Patroni REST API (TLS, verified
+  with the stack's CA, the REST credentials of the rendered patroni.yml).
+
+The verdicts are the lab's (lab/drills/detect.py): RTO, acknowledged-but-lost writes,
+two writable primaries; the table is lab/drills/report.py's. Exit 1 if a safety
+invariant broke (a lost acknowledged write, a failed write present, two primaries) or
+the drill did not happen (no new primary, node did not rejoin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, cast
+
+from cloud_init.common import REST_USER
+from cloud_init.endpoint import libpq_dsn
+from lab.drills import detect, report
+from lab.drills.events import COMMITTED, Attempt
+from pgha.secrets import Passwords
+from pgha.settings import ROOT, Settings
+
+from . import cluster as c
+from . import nodes
+
+SCENARIOS = ("node-death", "switchover")
+WRITER = "libpq"
+
+
+class NodesTopology:
+    """The part of lab.topology.Topology that lab/drills/load.py's Writer, Probe,
+    ensure_tables and present_seqs use, for booted nodes (VM plan addresses, run dir CA)."""
+
+    def __init__(self, settings: Settings, run_dir: Path, passwords: Passwords) -> None:
+        self.settings = settings
+        self.plan = settings.plan
+        self.run_dir = run_dir
+        self._passwords = passwords
+
+    @property
+    def pg_names(self) -> list[str]:
+        return [n.name for n in self.plan.patroni]
+
+    def address(self, node: str) -> str:
+        return self.plan.node(node).address
+
+    @property
+    def ca_file(self) -> Path:
+        return self.run_dir / "ca.crt"
+
+    def passwords(self) -> Passwords:
+        return self._passwords
+
+    def dsn(self, read_only: bool = False) -> str:
+        return libpq_dsn(self.settings, self.plan, read_only=read_only, sslrootcert=str(self.ca_file))
+
+    def node_dsn(self, node: str, connect_timeout: int = 2) -> str:
+        pg = self.settings.patroni
+        return (
+            f"host={self.address(node)} port={pg.port} dbname={pg.app_database} user={pg.app_user}"
+            f" sslmode=verify-full sslrootcert={self.ca_file} connect_timeout={connect_timeout}"
+        )
+
+
+# ------------------------------------------------------------------ pure logic (tests/unit)
+
+
+def attempt_from_json(d: dict[str, Any]) -> Attempt:
+    return Attempt(d["source"], d["seq"], d["t0"], d["t1"], d["outcome"], d.get("node"), d.get("error"))
+
+
+def read_timeline(lines: Iterable[str]) -> tuple[list[Attempt], set[int] | None]:
+    """(attempts, present writer seqs or None) from the load's JSON lines; a torn last
+    line (the file read while it is written) is skipped."""
+    attempts: list[Attempt] = []
+    present: set[int] | None = None
+    for line in lines:
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if "present" in d:
+            present = set(d["present"])
+        elif "source" in d:
+            attempts.append(attempt_from_json(d))
+    return attempts, present
+
+
+def acks_after(attempts: Iterable[Attempt], t: float, source: str = WRITER, exclude: str | None = None) -> int:
+    """Acknowledged writes of ``source`` answered after ``t`` by a node other than ``exclude``."""
+    return sum(1 for a in attempts if a.source == source and a.outcome == COMMITTED and a.t1 > t and a.node != exclude)
+
+
+def leader_of(docs: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Nodes whose Patroni /patroni says running primary (``master`` before Patroni 3)."""
+    return sorted(
+        n for n, d in docs.items() if d and d.get("role") in ("primary", "master") and d.get("state") == "running"
+    )
+
+
+def is_streaming_replica(doc: dict[str, Any] | None) -> bool:
+    if not doc or doc.get("role") not in ("replica", "standby_leader") or doc.get("state") != "running":
+        return False
+    # Patroni >= 3.0.4 says whether the WAL receiver streams; older ones do not.
+    return bool(doc.get("replication_state", "streaming") == "streaming")
+
+
+def breaches(result: dict[str, Any]) -> list[str]:
+    """Why the drill failed ([] = passed): the safety invariants first, then whether the
+    drill did what it was meant to (a new primary, writes resumed, the node back)."""
+    out = []
+    cl = result["clients"][WRITER]
+    if cl.get("acked_missing") is None:
+        out.append("acknowledged writes not verified (no read-back from the new primary)")
+    elif cl["acked_missing"]:
+        out.append(f"{len(cl['acked_missing'])} acknowledged write(s) lost: {cl['acked_missing'][:10]}")
+    if cl.get("failed_present"):
+        out.append(f"{len(cl['failed_present'])} write(s) reported not committed are present")
+    if result["dual_primary"]:
+        out.append(f"two writable primaries {len(result['dual_primary'])} time(s): {result['dual_primary'][:3]}")
+    if not result["failover"]:
+        out.append(f"no new primary (still {result['old_leader']})")
+    if cl.get("rto_s") is None:
+        out.append("writes did not resume after the fault")
+    if result["scenario"] == "node-death" and result.get("rejoin_s") is None:
+        out.append(f"{result['old_leader']} did not rejoin as a streaming replica")
+    return out
+
+
+# ------------------------------------------------------------------ the load (inside the vRack namespace)
+
+
+def run_load(stack: str, run_dir: Path, origin: float, out: Path, stop_file: Path) -> int:
+    from lab.drills import load as lab_load
+
+    m = c.open_machines(stack, run_dir)
+    topo = cast(Any, NodesTopology(m.settings, m.run_dir, c.load_passwords(m.run_dir)))
+    lab_load.ensure_tables(topo)
+    with contextlib.suppress(Exception):
+        import psycopg
+
+        with psycopg.connect(topo.dsn(), password=topo.passwords().app, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM {lab_load.DRILL_TABLE} WHERE client = %s", (f"machines-{stack}",))
+    clock = lab_load.Clock()
+    clock.origin = origin  # the host's drill origin: CLOCK_MONOTONIC is the same in every netns
+    stop = threading.Event()
+    settings = lab_load.LoadSettings()
+    client = f"machines-{stack}"
+    threads: list[Any] = [lab_load.Writer(topo, WRITER, client, clock, stop, settings)]
+    threads += [lab_load.Probe(topo, n, clock, stop, settings) for n in topo.pg_names]
+    for t in threads:
+        t.start()
+    done = [0] * len(threads)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def flush(f: Any) -> None:
+        for i, t in enumerate(threads):
+            new = t.attempts[done[i] :]
+            done[i] += len(new)
+            for a in new:
+                f.write(
+                    json.dumps(
+                        dict(zip(("source", "seq", "t0", "t1", "outcome", "node", "error"), a.row(), strict=True))
+                    )
+                    + "\n"
+                )
+        f.flush()
+
+    with open(out, "a") as f:
+        while not stop.is_set() and not stop_file.exists():
+            time.sleep(0.2)
+            flush(f)
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        flush(f)
+        present: list[int] | None = None
+        for _ in range(30):
+            try:
+                present = sorted(lab_load.present_seqs(topo, client))
+                break
+            except Exception as e:  # noqa: BLE001 - retried: the primary may still be settling
+                f.write(json.dumps({"read_back_error": str(e)[:200]}) + "\n")
+                time.sleep(1)
+        if present is not None:
+            f.write(json.dumps({"present": present}) + "\n")
+        f.flush()
+    return 0 if present is not None else 1
+
+
+# ------------------------------------------------------------------ the host side
+
+
+def patroni_doc(m: c.Machines, node: str, path: str = "patroni") -> dict[str, Any] | None:
+    spec = next(s for s in m.specs if s.name == node)
+    r = subprocess.run(
+        check=False,
+        args=[
+            "ip",
+            "netns",
+            "exec",
+            m.net.netns,
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "--cacert",
+            str(m.run_dir / "ca.crt"),
+            f"https://{spec.address}:{m.settings.patroni.rest_port}/{path}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    try:
+        doc = json.loads(r.stdout)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def pg_nodes(m: c.Machines) -> list[str]:
+    return [s.name for s in m.specs if s.role == "patroni"]
+
+
+def docs(m: c.Machines, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    return {n: patroni_doc(m, n) for n in names}
+
+
+def switchover(m: c.Machines, leader: str) -> str:
+    spec = next(s for s in m.specs if s.name == leader)
+    pw = c.load_passwords(m.run_dir).rest_api
+    r = subprocess.run(
+        check=False,
+        args=[
+            "ip",
+            "netns",
+            "exec",
+            m.net.netns,
+            "curl",
+            "-s",
+            "--max-time",
+            "30",
+            "-w",
+            " HTTP %{http_code}",
+            "--cacert",
+            str(m.run_dir / "ca.crt"),
+            "-K",
+            "-",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps({"leader": leader}),
+            f"https://{spec.address}:{m.settings.patroni.rest_port}/switchover",
+        ],
+        input=f'user = "{REST_USER}:{pw}"\n',  # on stdin: never in a process list
+        capture_output=True,
+        text=True,
+    )
+    return (r.stdout + r.stderr).strip()
+
+
+def kill_container(m: c.Machines, node: str) -> str:
+    """Power loss: SIGKILL to every process of the container at once."""
+    pid = m.pid(node)
+    machine = m.machine(node)
+    killed = ""
+    for d in nodes.cgroup_dirs(machine):
+        if (d / "cgroup.kill").exists():
+            (d / "cgroup.kill").write_text("1\n")
+            killed = f"cgroup.kill {d}"
+    if not killed:  # no cgroup v2 kill: nspawn and the container's init (its PID namespace dies with it)
+        for p in [*nodes._children(pid or 0), pid]:
+            if p:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+        killed = f"SIGKILL nspawn {pid} and its init"
+    deadline = time.monotonic() + 10
+    while nodes.alive(pid, machine) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid or 0, os.WNOHANG)
+        time.sleep(0.05)
+    return killed
+
+
+def restart_node(m: c.Machines, node: str) -> int:
+    """Boot the node again as ``up`` does: same overlay (still mounted), same data disk
+    (still attached), same nspawn command; cloud-init sees the same instance-id."""
+    spec = next(s for s in m.specs if s.name == node)
+    st = m.state["nodes"][node]
+    nodes.remove_cgroups(m.machine(node))  # the dead container's empty cgroups
+    pid = nodes.start(
+        nodes.nspawn_command(spec, m.machine(node), m.paths(node), st["loop"], st["volume_id"]),
+        m.paths(node).console,
+        m.machine(node),
+    )
+    st["pid"] = pid
+    m.save()
+    return pid
+
+
+class Timeline:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> tuple[list[Attempt], set[int] | None]:
+        if not self.path.exists():
+            return [], None
+        return read_timeline(self.path.read_text().splitlines())
+
+
+def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, log: c.Log = print) -> dict[str, Any]:
+    pgs = pg_nodes(m)
+    leaders = leader_of(docs(m, pgs))
+    if len(leaders) != 1:
+        raise c.MachinesError(f"need exactly one running primary before the drill, found {leaders or 'none'}")
+    old = leaders[0]
+    c.load_passwords(m.run_dir)  # fail early, before the load
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tl = Timeline(out_dir / "timeline.jsonl")
+    stop_file = out_dir / "stop"
+    for f in (tl.path, stop_file):
+        f.unlink(missing_ok=True)
+    origin = time.monotonic()
+
+    def now() -> float:
+        return time.monotonic() - origin
+
+    marks: list[dict[str, Any]] = []
+    notes: list[str] = []
+    load = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            m.net.netns,
+            sys.executable,
+            "-m",
+            "machines.drills",
+            "load",
+            "--stack",
+            m.stack,
+            "--run-dir",
+            str(m.run_dir),
+            "--origin",
+            repr(origin),
+            "--out",
+            str(tl.path),
+            "--stop-file",
+            str(stop_file),
+        ],
+        cwd=ROOT,
+        stdout=open(out_dir / "load.log", "w"),  # noqa: SIM115 - the child keeps it
+        stderr=subprocess.STDOUT,
+    )
+    result: dict[str, Any] = {"number": 1, "scenario": scenario, "stack": m.stack, "old_leader": old}
+    try:
+        deadline = now() + 30
+        while now() < deadline and acks_after(tl.read()[0], 0) < 20:
+            if load.poll() is not None:
+                raise c.MachinesError(f"the load stopped (exit {load.returncode}); see {out_dir}/load.log")
+            time.sleep(0.2)
+        if acks_after(tl.read()[0], 0) < 20:
+            raise c.MachinesError(f"no steady writes after 30 s; see {out_dir}/load.log")
+        time.sleep(settle)
+        fault_t = now()
+        if scenario == "node-death":
+            what = kill_container(m, old)
+            marks.append({"t": fault_t, "kind": "fault", "label": f"{old} killed"})
+        else:
+            what = switchover(m, old)
+            marks.append({"t": fault_t, "kind": "fault", "label": f"switchover from {old}"})
+        log(f"[{fault_t:6.2f}s] {scenario}: {old}: {what}")
+        new: str | None = None
+        promoted_t = resumed_t = None
+        deadline = now() + 120
+        while now() < deadline and (new is None or resumed_t is None):
+            if new is None:
+                ls = leader_of(docs(m, [n for n in pgs if n != old]))
+                if ls:
+                    new, promoted_t = ls[0], now()
+                    log(f"[{promoted_t:6.2f}s] new primary {new}")
+            if resumed_t is None and acks_after(tl.read()[0], fault_t, exclude=old):
+                resumed_t = now()
+                log(f"[{resumed_t:6.2f}s] writes resumed")
+            time.sleep(0.2)
+        result.update(
+            new_leader=new, failover=new is not None, promoted_s=promoted_t and round(promoted_t - fault_t, 2)
+        )
+        rejoin_s = None
+        if scenario == "node-death":
+            restart_t = now()
+            pid = restart_node(m, old)
+            marks.append({"t": restart_t, "kind": "restore", "label": f"{old} booted"})
+            log(f"[{restart_t:6.2f}s] {old} booting again (nspawn pid {pid})")
+        restart_t = now()
+        deadline = now() + 240
+        while now() < deadline:
+            if is_streaming_replica(patroni_doc(m, old)):
+                rejoin_s = round(now() - restart_t, 2)
+                log(f"[{now():6.2f}s] {old} streams as a replica ({rejoin_s} s)")
+                break
+            if scenario == "node-death" and not m.is_up(old):
+                notes.append(f"{old}'s container stopped again while booting")
+                break
+            time.sleep(1)
+        result["rejoin_s"] = rejoin_s
+        time.sleep(settle)
+    finally:
+        stop_file.touch()
+        try:
+            load.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            load.wait()
+            notes.append("the load did not stop; killed")
+    attempts, present = tl.read()
+    writer = [a for a in attempts if a.source == WRITER]
+    result["clients"] = {
+        WRITER: detect.client_summary(writer, fault_t, present),
+        "haproxy": {"rto_s": None},  # no HAProxy among the booted nodes
+    }
+    result["dual_primary"] = detect.dual_primaries(attempts)
+    result["marks"] = marks
+    result["notes"] = notes
+    result["present_rows"] = None if present is None else len(present)
+    result["breaches"] = breaches(result)
+    (out_dir / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def cmd_drill(m: c.Machines, scenarios: list[str], log: c.Log = print) -> int:
+    down = [s.name for s in m.specs if not m.is_up(s.name)]
+    if not m.state or down:
+        raise c.MachinesError(f"machines {m.stack} not up ({', '.join(down) or 'no state'}): python -m machines up")
+    results = []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i, scenario in enumerate(scenarios, 1):
+        log(f"== drill {i}: {scenario} on {m.stack}")
+        r = run_drill(m, scenario, m.run_dir / "drills" / f"{stamp}-{i}-{scenario}", log=log)
+        r["number"] = i
+        results.append(r)
+        if i < len(scenarios):
+            time.sleep(5)
+    print()
+    print(report.table(results))
+    broken = [(r["scenario"], b) for r in results for b in r["breaches"]]
+    for s, b in broken:
+        print(f"FAIL {s}: {b}")
+    cl = [r["clients"][WRITER] for r in results]
+    print(
+        f"\nwrites acknowledged {sum(x['committed'] for x in cl)}, present after {sum(r['present_rows'] or 0 for r in results)}"
+        f" (rows of the writer, read back from the new primary); results in {m.run_dir / 'drills'}"
+    )
+    return 1 if broken else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m machines.drills", description="the drills' load (internal)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    ld = sub.add_parser("load", help="run inside the vRack namespace: writer + probes -> JSON lines")
+    ld.add_argument("--stack", required=True)
+    ld.add_argument("--run-dir", type=Path, required=True)
+    ld.add_argument("--origin", type=float, required=True)
+    ld.add_argument("--out", type=Path, required=True)
+    ld.add_argument("--stop-file", type=Path, required=True)
+    a = ap.parse_args(argv)
+    return run_load(a.stack, a.run_dir, a.origin, a.out, a.stop_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""machines/drills.py's pure logic: the load's timeline, the leader/rejoin readings of
+Patroni's /patroni, the verdicts. No machine needed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lab.drills.events import COMMITTED, NOT_COMMITTED, UNKNOWN, Attempt
+from machines import drills
+
+pytestmark = pytest.mark.unit
+
+
+def _line(a: Attempt) -> str:
+    return json.dumps(dict(zip(("source", "seq", "t0", "t1", "outcome", "node", "error"), a.row(), strict=True)))
+
+
+def test_read_timeline_attempts_present_and_torn_line() -> None:
+    atts = [Attempt("libpq", 1, 0.0, 0.01, COMMITTED, "pg1"), Attempt("probe:pg2", 1, 0.0, 0.01, "read_only", "pg2")]
+    lines = [_line(a) for a in atts] + ['{"read_back_error": "x"}', '{"present": [1, 2]}', '{"source": "libpq", "se']
+    got, present = drills.read_timeline(lines)
+    assert [(a.source, a.seq, a.outcome, a.node) for a in got] == [
+        ("libpq", 1, COMMITTED, "pg1"),
+        ("probe:pg2", 1, "read_only", "pg2"),
+    ]
+    assert present == {1, 2}
+    assert drills.read_timeline(lines[:2])[1] is None
+
+
+def test_acks_after_excludes_old_primary_other_sources_and_failures() -> None:
+    atts = [
+        Attempt("libpq", 1, 0.0, 1.0, COMMITTED, "pg1"),
+        Attempt("libpq", 2, 1.0, 3.0, COMMITTED, "pg1"),  # the old primary, after the fault
+        Attempt("libpq", 3, 3.0, 4.0, UNKNOWN, None),
+        Attempt("probe:pg2", 1, 3.0, 4.0, COMMITTED, "pg2"),
+        Attempt("libpq", 4, 4.0, 5.0, COMMITTED, "pg2"),
+    ]
+    assert drills.acks_after(atts, 2.0) == 2
+    assert drills.acks_after(atts, 2.0, exclude="pg1") == 1
+    assert drills.acks_after(atts, 5.0) == 0
+
+
+def test_leader_of_and_streaming_replica() -> None:
+    docs: dict[str, dict[str, Any] | None] = {
+        "pg1": {"role": "primary", "state": "running"},
+        "pg2": {"role": "replica", "state": "running", "replication_state": "streaming"},
+        "pg3": None,
+    }
+    assert drills.leader_of(docs) == ["pg1"]
+    assert drills.leader_of({"pg1": {"role": "master", "state": "running"}}) == ["pg1"]
+    assert drills.leader_of({"pg1": {"role": "primary", "state": "starting"}}) == []
+    assert drills.is_streaming_replica(docs["pg2"])
+    assert drills.is_streaming_replica({"role": "replica", "state": "running"})  # Patroni without the field
+    assert not drills.is_streaming_replica(
+        {"role": "replica", "state": "running", "replication_state": "in archive recovery"}
+    )
+    assert not drills.is_streaming_replica(docs["pg1"])
+    assert not drills.is_streaming_replica(None)
+
+
+def _result(**over: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "scenario": "node-death",
+        "old_leader": "pg1",
+        "failover": True,
+        "rejoin_s": 12.0,
+        "dual_primary": [],
+        "clients": {"libpq": {"rto_s": 9.5, "acked_missing": [], "failed_present": []}},
+    }
+    r.update(over)
+    return r
+
+
+def test_breaches() -> None:
+    assert drills.breaches(_result()) == []
+    lost = drills.breaches(_result(clients={"libpq": {"rto_s": 1.0, "acked_missing": [7], "failed_present": [3]}}))
+    assert len(lost) == 2
+    assert "1 acknowledged write(s) lost" in lost[0]
+    assert "two writable primaries" in drills.breaches(_result(dual_primary=[{"nodes": ["pg1", "pg2"]}]))[0]
+    assert "not verified" in drills.breaches(_result(clients={"libpq": {"rto_s": 1.0}}))[0]
+    assert drills.breaches(_result(failover=False, rejoin_s=None)) == [
+        "no new primary (still pg1)",
+        "pg1 did not rejoin as a streaming replica",
+    ]
+    assert drills.breaches(_result(scenario="switchover", rejoin_s=None)) == []
+    assert drills.breaches(_result(clients={"libpq": {"rto_s": None, "acked_missing": [], "failed_present": []}})) == [
+        "writes did not resume after the fault"
+    ]
+    assert NOT_COMMITTED  # the outcomes the load writes are the lab's
