@@ -49,7 +49,7 @@ from pgha.secrets import Passwords
 from pgha.settings import ROOT, Settings
 
 from . import cluster as c
-from . import nodes
+from . import nodes, ssh
 
 SCENARIOS = ("node-death", "switchover")
 WRITER = "libpq"
@@ -328,6 +328,24 @@ def restart_node(m: c.Machines, node: str) -> int:
     return pid
 
 
+def remount_data(m: c.Machines, node: str) -> str | None:
+    """Container-only step after a reboot: no udev, so systemd never sees the data disk's
+    device and skips the fstab mount (``nofail``); mount it as cloud-init did at first boot
+    (``mount -a``) and start Patroni again. A VM's udev does this by itself. Returns an
+    error, or None."""
+    err = ssh.wait_reachable(m.ssh_config, node, timeout=120)
+    if err:
+        return f"ssh to {node} failed: {err}"
+    r = ssh.run(
+        m.ssh_config,
+        node,
+        "sudo mount -a && findmnt -n /var/lib/postgresql >/dev/null"
+        " && sudo systemctl reset-failed pgha-patroni.service && sudo systemctl restart pgha-patroni.service",
+        timeout=120,
+    )
+    return None if r.returncode == 0 else f"remount on {node} failed: {(r.stdout + r.stderr).strip()}"
+
+
 class Timeline:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -422,6 +440,11 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
             pid = restart_node(m, old)
             marks.append({"t": restart_t, "kind": "restore", "label": f"{old} booted"})
             log(f"[{restart_t:6.2f}s] {old} booting again (nspawn pid {pid})")
+            err = remount_data(m, old)
+            marks.append({"t": now(), "kind": "restore", "label": f"{old}: data disk mounted (container: no udev)"})
+            if err:
+                notes.append(err)
+            log(f"[{now():6.2f}s] {old}: data disk mounted by hand (a container has no udev), Patroni restarted")
         restart_t = now()
         deadline = now() + 240
         while now() < deadline:
