@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from pgha.placeholders import placeholder_problems
 from pgha.settings import PROJECT, SECTIONS, Settings, SettingsError, load
 
 #: Environment variable holding the OVH Public Cloud project id (the OVH provider reads
@@ -150,6 +151,8 @@ def load_stack_config() -> StackConfig:
     except SettingsError as e:
         raise SettingsError(problems + e.problems) from None
     check_roll(settings, roll, problems)
+    # The committed stacks' example values work in the lab; a deployment refuses them.
+    problems += placeholder_problems(settings)
     dns_api = dns_api_keys(settings, problems)
     if problems:
         raise SettingsError(problems)

@@ -9,6 +9,7 @@ them; tests build component Args directly and run programs with :meth:`Harness.r
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -17,6 +18,8 @@ from typing import Any
 
 import pulumi
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource
@@ -25,9 +28,18 @@ from pulumi.runtime.sync_await import _sync_await
 from components.nodes import Placement
 from components.pki import TlsKeyPair
 from pgha.secrets import fake_keypair
-from pgha.settings import Settings, load_stack_file
+from pgha.settings import Settings, load, sections_from_stack_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def deploy_test_key() -> str:
+    """A real (generated) OpenSSH ed25519 public key: what a team puts in ssh_public_keys."""
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode() + " ops@test"
+
+
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 OPENSTACK_NETWORK_ID = "11111111-2222-3333-4444-555555555555"
 IMAGE_ID = "99999999-8888-7777-6666-555555555555"
@@ -184,7 +196,8 @@ class Harness:
         return value, False
 
     def settings(self) -> Settings:
-        return load_stack_file(self.stack, ROOT)
+        """The settings of :meth:`stack_yaml` (the committed stack, deployable values)."""
+        return load(self.stack, sections_from_stack_yaml(self.stack_yaml()))
 
     def set_stack_config(self, doc: dict[str, Any]) -> None:
         """The engine's view of ``Pulumi.<stack>.yaml``: objects arrive JSON-encoded."""
@@ -193,8 +206,20 @@ class Harness:
             config[key] = value if isinstance(value, str) else json.dumps(value)
         pulumi.runtime.set_all_config(config)
 
-    def stack_yaml(self) -> dict[str, Any]:
+    def committed_stack_yaml(self) -> dict[str, Any]:
+        """``Pulumi.<stack>.yaml`` as committed: example values that preview refuses."""
         return yaml.safe_load((ROOT / f"Pulumi.{self.stack}.yaml").read_text())
+
+    def stack_yaml(self) -> dict[str, Any]:
+        """The committed stack with its example values replaced, as a team deploying it would."""
+        doc = self.committed_stack_yaml()
+        config = doc["config"]
+        config["pgha:access"]["ssh_public_keys"] = [deploy_test_key()]
+        config["pgha:access"]["admin_cidrs"] = ["192.168.77.0/24"]  # the team's VPN
+        dns = config["pgha:endpoint"].get("dns") or {}
+        if dns.get("enabled"):
+            dns["zone"] = "db.acme-corp.fr"
+        return doc
 
     # ------------------------------------------------------------ queries
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.config import CLOUD_PROJECT_ENV, ROLL_ENV, load_stack_config
-from pgha.settings import SettingsError
+from pgha.settings import SettingsError, load_stack_file
 
 from .mocks import PROJECT_ID
 
@@ -86,3 +86,22 @@ def test_nodes_to_roll(harness, monkeypatch):
         load_stack_config()
     assert e.value.paths == {ROLL_ENV}
     assert "unknown node(s) bastion, pg9; nodes of this stack: etcd1, etcd2, etcd3, pg1, pg2, pg3" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "stack, paths",
+    [
+        ("dev", {"access.admin_cidrs[0]", "access.ssh_public_keys[0]"}),
+        ("prod", {"access.admin_cidrs[0]", "access.ssh_public_keys[0]", "endpoint.dns.zone"}),
+    ],
+)
+def test_committed_example_values_fail_at_preview(harness, stack, paths):
+    """Pulumi.<stack>.yaml as committed (documentation ranges, example.com, text keys):
+    preview names every key to set, before any resource; the lab's loader accepts it."""
+    h = harness(stack)
+    h.set_stack_config(h.committed_stack_yaml())
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == paths, str(e.value)
+    assert "set your" in str(e.value)
+    assert load_stack_file(stack).stack == stack
