@@ -47,7 +47,14 @@ def test_deploy_dev_then_prod_with_approval():
     assert (pulumi_step(jobs["prod"])["command"], pulumi_step(jobs["prod"])["stack-name"]) == ("up", "prod")
     assert jobs["prod"]["environment"] == "production", "manual approval: required reviewers on the environment"
     assert jobs["prod"]["needs"] == "dev"
-    assert jobs["dev"]["needs"] == "test"
+    assert jobs["dev"]["needs"] == ["runner", "test"]
+    # The validation SSHes through the bastion from the runner: only a configured runner.
+    for name in ("dev", "prod"):
+        assert jobs[name]["runs-on"] == "${{ vars.PGHA_DEPLOY_RUNNER }}", name
+    check = jobs["runner"]["steps"][0]
+    assert check["env"]["RUNNER_LABEL"] == "${{ vars.PGHA_DEPLOY_RUNNER }}"
+    assert '[ -z "$RUNNER_LABEL" ]' in check["run"]
+    assert "exit 1" in check["run"]
     assert doc["concurrency"]["cancel-in-progress"] is False, "never cancel a running pulumi up"
     for name in ("dev", "prod"):
         assert "OVH_CLOUD_PROJECT_SERVICE" in jobs[name]["env"], name
@@ -85,3 +92,9 @@ def test_pre_commit_runs_the_make_check_targets():
     assert all(e[:2] == ["make", "-s"] for e in entries), "hooks go through the Makefile, with the project's venv"
     check = make_targets()["check"].split(":", 1)[1].split("##")[0].split()
     assert [e[2] for e in entries] == check, "pre-commit runs exactly the targets of `make check`"
+
+
+def test_preview_uses_read_only_credentials():
+    env = load("preview.yml")["jobs"]["preview"]["env"]
+    for key in ("OVH_APPLICATION_KEY", "OVH_APPLICATION_SECRET", "OVH_CONSUMER_KEY", "OS_USERNAME", "OS_PASSWORD"):
+        assert env[key] == f"${{{{ secrets.{key}_READONLY }}}}", key
