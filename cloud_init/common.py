@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pgha.firewall import allow_list
+from pgha.firewall import METADATA_ADDRESS, allow_list
 from pgha.plan import AddressPlan, Node
 from pgha.settings import Settings
 from pgha.target import Layout
@@ -113,13 +113,17 @@ def hostname(settings: Settings, name: str) -> str:
 
 
 def firewall_file(settings: Settings, plan: AddressPlan, role: str) -> NodeFile:
-    """/etc/nftables.conf: default drop on input, then the role's part of the allow-list."""
+    """/etc/nftables.conf: input drops all but the role's allow-list; only root may reach the metadata service."""
     rules = [
         {"comment": a.why, "port": a.port, "sources": ", ".join(a.sources)}
         for a in allow_list(settings, plan)
         if a.role == role
     ]
-    return NodeFile("/etc/nftables.conf", tpl("common/nftables.conf.j2", rules=rules), mode="0755")
+    return NodeFile(
+        "/etc/nftables.conf",
+        tpl("common/nftables.conf.j2", rules=rules, metadata_address=METADATA_ADDRESS),
+        mode="0755",
+    )
 
 
 def cloud_config(

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from .plan import AddressPlan
     from .settings import Settings
 
+#: OpenStack's metadata service. Its user-data holds the node's TLS keys, passwords and
+#: DNS API keys; the host firewall lets only root (cloud-init) reach it.
+METADATA_ADDRESS = "169.254.169.254"
+
 
 @dataclass(frozen=True)
 class Allow:

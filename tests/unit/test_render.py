@@ -22,6 +22,7 @@ from cloud_init.etcd import render_etcd_node
 from cloud_init.patroni import render_patroni_node
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
+from pgha.firewall import METADATA_ADDRESS
 from pgha.secrets import (
     FAKE_CA,
     EtcdNodeSecrets,
@@ -195,6 +196,17 @@ def test_host_firewall_never_opens_cluster_ports_to_the_world(stack: str) -> Non
                 r"ip saddr \{ " + ", ".join(map(re.escape, s.plan.addresses("etcd"))) + r" \} tcp dport 2380 accept",
                 nft,
             )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_host_firewall_keeps_the_metadata_service_for_root(stack: str) -> None:
+    """User-data (keys, passwords) is readable at the metadata address: only root may connect."""
+    _, rendered = nodes(stack)
+    for n in rendered:
+        nft = n.file("/etc/nftables.conf").content
+        output = nft.split("chain output {", 1)[1]
+        assert f"meta skuid != 0 ip daddr {METADATA_ADDRESS} reject" in output, n.name
+    assert METADATA_ADDRESS not in (TEMPLATES / "common" / "nftables.conf.j2").read_text()
 
 
 def test_haproxy_checks_patroni_endpoints() -> None:

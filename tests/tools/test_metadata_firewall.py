@@ -1,0 +1,147 @@
+"""Proof that the rendered host firewall keeps the metadata service (user-data: TLS keys,
+passwords, DNS API keys) from every local user but root.
+
+In a network namespace of its own, the test gives loopback the metadata address, serves
+it on port 80, loads a node's rendered /etc/nftables.conf with ``nft -f`` and connects:
+root gets the data, ``nobody`` is refused at once. Without the ruleset, ``nobody`` gets
+the data too, so the refusal is the firewall's doing. Needs root; the host's own ruleset
+is never touched (nft and the namespace's loopback are per namespace).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud_init.__main__ import fake_render
+from pgha.firewall import METADATA_ADDRESS
+from pgha.settings import load_stack_file
+
+pytestmark = pytest.mark.tools
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT = 80
+SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter may not be readable by nobody
+UNPRIVILEGED = "nobody"
+SECRET = "user-data: private keys"
+
+LISTENER = f"""
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(({METADATA_ADDRESS!r}, {PORT}))
+s.listen()
+while True:
+    c, _ = s.accept()
+    c.sendall({SECRET!r}.encode())
+    c.close()
+"""
+
+CLIENT = f"""
+import json, socket, time
+t = time.monotonic()
+try:
+    with socket.create_connection(({METADATA_ADDRESS!r}, {PORT}), timeout=5) as s:
+        out = {{"data": s.recv(100).decode()}}
+except OSError as e:
+    out = {{"errno": e.errno, "error": str(e)}}
+out["seconds"] = time.monotonic() - t
+print(json.dumps(out))
+"""
+
+
+def ruleset(role: str) -> str:
+    files = fake_render(load_stack_file("dev", ROOT))
+    node = "etcd1" if role == "etcd" else "pg1"
+    return files[f"{role}/{node}/files/etc/nftables.conf"]
+
+
+def missing_prerequisite() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root: creates a network namespace, loads nftables in it, runs a client as nobody"
+    for tool in ("ip", "nft", "runuser"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (Debian packages iproute2, nftables, util-linux)"
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} is missing: the unprivileged client needs a Python any user can run"
+    try:
+        pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        return f"no user {UNPRIVILEGED!r} to run the unprivileged client as"
+    return None
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), check=False, capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A fresh network namespace whose loopback carries the metadata address and serves it."""
+    if reason := missing_prerequisite():
+        pytest.skip(reason)
+    ns = f"pgha-mdtest-{os.getpid()}"
+    p = run("ip", "netns", "add", ns)
+    if p.returncode != 0:
+        pytest.skip(f"cannot create a network namespace: {p.stderr.strip()}")
+    listener = None
+    try:
+        for cmd in (["link", "set", "lo", "up"], ["addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo"]):
+            p = run("ip", "-n", ns, *cmd)
+            assert p.returncode == 0, p.stderr
+        listener = subprocess.Popen(
+            ["ip", "netns", "exec", ns, SYSTEM_PYTHON, "-c", LISTENER],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 10
+        while connect(ns, as_root=True).get("data") != SECRET:
+            assert listener.poll() is None, f"listener exited: {listener.stderr.read() if listener.stderr else ''}"
+            assert time.monotonic() < deadline, "the listener never answered"
+            time.sleep(0.1)
+        yield ns
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait(timeout=10)
+        run("ip", "netns", "del", ns)
+
+
+def connect(ns: str, *, as_root: bool) -> dict[str, object]:
+    """Connect to the metadata address from inside ``ns``; what the client saw."""
+    user = [] if as_root else ["runuser", "-u", UNPRIVILEGED, "--"]
+    p = run("ip", "netns", "exec", ns, *user, SYSTEM_PYTHON, "-c", CLIENT)
+    assert p.returncode == 0, p.stderr
+    out: dict[str, object] = json.loads(p.stdout)
+    return out
+
+
+def load(ns: str, text: str, tmp_path: Path) -> None:
+    path = tmp_path / "nftables.conf"
+    path.write_text(text)
+    p = run("ip", "netns", "exec", ns, "nft", "-f", str(path))
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("role", ["etcd", "patroni"])
+def test_only_root_reaches_the_metadata_service(role: str, netns: str, tmp_path: Path) -> None:
+    # Control: with no ruleset, an unprivileged process reads user-data.
+    assert connect(netns, as_root=False).get("data") == SECRET
+
+    load(netns, ruleset(role), tmp_path)
+    root = connect(netns, as_root=True)
+    assert root.get("data") == SECRET, root  # cloud-init (root) still gets its user-data
+    other = connect(netns, as_root=False)
+    assert "data" not in other, f"{UNPRIVILEGED} read the metadata service through the {role} firewall"
+    assert other["errno"] in (1, 111), other  # EPERM or ECONNREFUSED: rejected, not timed out
+    assert isinstance(other["seconds"], float)
+    assert other["seconds"] < 2, other
