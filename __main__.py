@@ -38,7 +38,19 @@ patroni = PatroniCluster(
     "patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api)
 )
 endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
-Validation("validation", ValidationArgs(s, access.private_key, access.bastion_ip, etcd.instances, patroni.instances))
+Validation(
+    "validation",
+    ValidationArgs(
+        s,
+        access.private_key,
+        access.bastion_ip,
+        etcd.instances,
+        patroni.instances,
+        etcd.host_keys,
+        patroni.host_keys,
+        access.bastion_host_key,
+    ),
+)
 
 pulumi.export("network_id", network.network_id)
 pulumi.export("subnet_id", network.subnet_id)

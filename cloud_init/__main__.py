@@ -16,6 +16,7 @@ from pgha.secrets import (
     FAKE_CA,
     EtcdNodeSecrets,
     PatroniNodeSecrets,
+    fake_host_key,
     fake_keypair,
     fake_ovh_api_credentials,
     fake_passwords,
@@ -30,7 +31,7 @@ from .render import render_cluster
 def fake_render(settings: Settings) -> dict[str, str]:
     """Relative path -> content for every rendered artefact of a stack."""
     target = Target.vm(settings)
-    etcd = {n.name: EtcdNodeSecrets(FAKE_CA, fake_keypair(n.name)) for n in target.plan.etcd}
+    etcd = {n.name: EtcdNodeSecrets(FAKE_CA, fake_keypair(n.name), fake_host_key(n.name)) for n in target.plan.etcd}
     pg = {
         n.name: PatroniNodeSecrets(
             FAKE_CA,
@@ -38,6 +39,7 @@ def fake_render(settings: Settings) -> dict[str, str]:
             fake_keypair(f"{n.name}-etcd-client"),
             fake_passwords(),
             dns_api=fake_ovh_api_credentials() if settings.endpoint.dns.primary_record else None,
+            host_key=fake_host_key(n.name),
         )
         for n in target.plan.patroni
     }

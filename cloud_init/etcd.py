@@ -98,5 +98,6 @@ def render_etcd_node(
         files=files,
         runcmd=runcmd,
         deferred_owners=(layout.etcd_os_user,),
+        host_key=secrets.host_key,
     )
     return RenderedNode(node=node, hostname=hostname(settings, node.name), files=tuple(files), user_data=user_data)

@@ -304,5 +304,6 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         runcmd=runcmd,
         extra=extra,
         deferred_owners=(layout.pg_os_user,),
+        host_key=secrets.host_key,
     )
     return RenderedNode(node=node, hostname=hostname(settings, name), files=tuple(files), user_data=user_data)

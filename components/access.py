@@ -23,7 +23,10 @@ import pulumi_tls as tls
 from cloud_init.bastion import render_bastion
 from cloud_init.common import hostname
 from pgha.firewall import allow_list, as_cidr
+from pgha.secrets import SshHostKey
 from pgha.settings import Settings
+
+from .nodes import public_key, ssh_host_key
 
 TYPE = "pgha:index:Access"
 #: OVH's public network: an interface on it gets a public IPv4 (security groups enforced).
@@ -124,6 +127,8 @@ class Access(pulumi.ComponentResource):
 
         self.bastion: openstack.compute.Instance | None = None
         self.bastion_ip = None
+        #: The bastion's SSH host key (public), pinned by the validation's jump; None without bastion.
+        self.bastion_host_key: pulumi.Output[str] | None = None
         if s.access.bastion.enabled:
             sg = self.security_groups["bastion"]
             port = openstack.networking.Port(
@@ -137,6 +142,12 @@ class Access(pulumi.ComponentResource):
                 region=region,
                 opts=child,
             )
+            host_key = ssh_host_key(self, f"{name}-bastion")
+            self.bastion_host_key = public_key(host_key)
+            bastion_user_data: pulumi.Output[str] = pulumi.Output.all(
+                host_key.private_key_openssh, self.bastion_host_key
+            ).apply(lambda v: render_bastion(s, SshHostKey(private=v[0], public=v[1])))
+            bastion_user_data = pulumi.Output.secret(bastion_user_data)
             self.bastion = openstack.compute.Instance(
                 f"{name}-bastion",
                 name=hostname(s, "bastion"),
@@ -144,7 +155,7 @@ class Access(pulumi.ComponentResource):
                 flavor_name=s.access.bastion.flavor,
                 image_name=s.etcd.image,
                 key_pair=self.key_pair_name,
-                user_data=render_bastion(s),
+                user_data=bastion_user_data,
                 # Nova applies instance-level security groups to the port it creates on
                 # Ext-Net (the public one); the private port carries its own.
                 security_groups=[sg.name],

@@ -17,11 +17,11 @@ import pulumi_openstack as openstack
 from cloud_init.common import hostname
 from cloud_init.etcd import render_etcd_node
 from pgha.plan import Node
-from pgha.secrets import EtcdNodeSecrets, KeyPair
+from pgha.secrets import EtcdNodeSecrets, KeyPair, SshHostKey
 from pgha.settings import Settings
 from pgha.target import Target
 
-from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
+from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, server_group, ssh_host_key
 from .pki import TlsKeyPair
 
 TYPE = "pgha:index:EtcdCluster"
@@ -63,12 +63,22 @@ class EtcdCluster(pulumi.ComponentResource):
 
         self.instances = []
         self.user_data: list[pulumi.Output[str]] = []
+        #: Each member's SSH host key (public), pinned by the validation commands.
+        self.host_keys: list[pulumi.Output[str]] = []
         for i, (member, ip) in enumerate(zip(self.names, self.addresses, strict=True)):
             res = f"{name}-{member}"
             port = fixed_port(self, res, hostname(s, member), ip, args.placement, region)
             pair = args.certs[i]
+            host_key = ssh_host_key(self, res)
+            self.host_keys.append(public_key(host_key))
             user_data: pulumi.Output[str] = pulumi.Output.secret(
-                pulumi.Output.all(ca=args.ca_cert, cert=pair.cert, key=pair.key).apply(
+                pulumi.Output.all(
+                    ca=args.ca_cert,
+                    cert=pair.cert,
+                    key=pair.key,
+                    host_private=host_key.private_key_openssh,
+                    host_public=public_key(host_key),
+                ).apply(
                     # A rolled member is a new VM with an empty data dir that joins the running
                     # cluster (after `etcdctl member add`, see README "Day 2").
                     functools.partial(
@@ -101,5 +111,9 @@ class EtcdCluster(pulumi.ComponentResource):
 
 def _user_data(settings: Settings, node: Node, cluster_state: str, values: dict[str, str]) -> str:
     """Runs inside Output.apply, once the member's certificate and key are known."""
-    secrets = EtcdNodeSecrets(ca_cert=values["ca"], node=KeyPair(cert=values["cert"], key=values["key"]))
+    secrets = EtcdNodeSecrets(
+        ca_cert=values["ca"],
+        node=KeyPair(cert=values["cert"], key=values["key"]),
+        host_key=SshHostKey(private=values["host_private"], public=values["host_public"]),
+    )
     return render_etcd_node(settings, Target.vm(settings), node, secrets, cluster_state=cluster_state).user_data

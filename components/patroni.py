@@ -22,12 +22,12 @@ import pulumi_random as random
 from cloud_init.common import hostname
 from cloud_init.patroni import render_patroni_node
 from pgha.plan import Node
-from pgha.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets
+from pgha.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets, SshHostKey
 from pgha.settings import Settings
 from pgha.target import Target
 
 from .config import DnsApiKeys
-from .nodes import Placement, fixed_port, image_id, instance_opts, server_group
+from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, server_group, ssh_host_key
 from .pki import TlsKeyPair
 
 TYPE = "pgha:index:PatroniCluster"
@@ -95,6 +95,8 @@ class PatroniCluster(pulumi.ComponentResource):
         self.instances = []
         self.volumes = []
         self.user_data: list[pulumi.Output[str]] = []
+        #: Each node's SSH host key (public), pinned by the validation commands.
+        self.host_keys: list[pulumi.Output[str]] = []
         for i, (node, ip) in enumerate(zip(self.names, self.addresses, strict=True)):
             res = f"{name}-{node}"
             volume = openstack.blockstorage.Volume(
@@ -110,9 +112,13 @@ class PatroniCluster(pulumi.ComponentResource):
             )
             self.volumes.append(volume)
             port = fixed_port(self, res, hostname(s, node), ip, args.placement, region)
+            host_key = ssh_host_key(self, res)
+            self.host_keys.append(public_key(host_key))
             user_data: pulumi.Output[str] = pulumi.Output.secret(
                 pulumi.Output.all(
                     ca=args.ca_cert,
+                    host_private=host_key.private_key_openssh,
+                    host_public=public_key(host_key),
                     server_cert=args.server_certs[i].cert,
                     server_key=args.server_certs[i].key,
                     etcd_cert=args.etcd_client_certs[i].cert,
@@ -196,6 +202,7 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         etcd_client=KeyPair(cert=v["etcd_cert"], key=v["etcd_key"]),
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
         dns_api=dns_api,
+        host_key=SshHostKey(private=v["host_private"], public=v["host_public"]),
     )
     target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})
     return render_patroni_node(settings, target, node, secrets).user_data

@@ -128,6 +128,12 @@ class ValidationArgs:
     """etcd member instances, in plan order."""
     patroni_instances: Sequence[openstack.compute.Instance]
     """Patroni node instances, in plan order."""
+    etcd_host_keys: Sequence[pulumi.Input[str]]
+    """etcd members' SSH host keys (public), in plan order: pinned, never trust-on-first-use."""
+    patroni_host_keys: Sequence[pulumi.Input[str]]
+    """Patroni nodes' SSH host keys (public), in plan order."""
+    bastion_host_key: pulumi.Input[str] | None
+    """The bastion's SSH host key (public); None without a bastion."""
 
 
 class Validation(pulumi.ComponentResource):
@@ -144,16 +150,15 @@ class Validation(pulumi.ComponentResource):
 
         etcd_ids = [i.id for i in args.etcd_instances]
         etcd_cmds = []
-        for node, inst in zip(plan.etcd, args.etcd_instances, strict=True):
+        for node, inst, key in zip(plan.etcd, args.etcd_instances, args.etcd_host_keys, strict=True):
             etcd_cmds.append(
-                self._command(name, node.name, node.address, etcd_script(s, node.name), etcd_ids, [inst], args)
+                self._command(name, node.name, node.address, key, etcd_script(s, node.name), etcd_ids, [inst], args)
             )
 
         patroni_ids = [i.id for i in args.patroni_instances]
-        for node, inst in zip(plan.patroni, args.patroni_instances, strict=True):
-            self._command(
-                name, node.name, node.address, patroni_script(s, node.name), patroni_ids, [inst, *etcd_cmds], args
-            )
+        for node, inst, key in zip(plan.patroni, args.patroni_instances, args.patroni_host_keys, strict=True):
+            script = patroni_script(s, node.name)
+            self._command(name, node.name, node.address, key, script, patroni_ids, [inst, *etcd_cmds], args)
 
         self.reports = {node: cmd.stdout for node, cmd in self.commands.items()}
         self.register_outputs({"reports": self.reports})
@@ -163,6 +168,7 @@ class Validation(pulumi.ComponentResource):
         name: str,
         node: str,
         address: str,
+        host_key: pulumi.Input[str],
         script: str,
         triggers: list[pulumi.Output[str]],
         depends_on: list[pulumi.Resource],
@@ -174,6 +180,7 @@ class Validation(pulumi.ComponentResource):
                 host=args.bastion_ip,
                 user=SSH_USER,
                 private_key=args.private_key,
+                host_key=args.bastion_host_key,
                 dial_error_limit=DIAL_ERROR_LIMIT,
                 per_dial_timeout=PER_DIAL_TIMEOUT,
             )
@@ -183,6 +190,7 @@ class Validation(pulumi.ComponentResource):
                 host=address,
                 user=SSH_USER,
                 private_key=args.private_key,
+                host_key=host_key,
                 dial_error_limit=DIAL_ERROR_LIMIT,
                 per_dial_timeout=PER_DIAL_TIMEOUT,
                 proxy=proxy,

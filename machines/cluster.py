@@ -140,11 +140,19 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
         for c in changed:
             log(f"container override (a container has no kernel watchdog): {c}")
     passwords = new_passwords()
-    user_data, ca_pem = render.render_nodes(settings, passwords)
+    # Host keys generated here and pinned by SSH, as the stack generates and the deploy pins them.
+    host_keys = {spec.name: render.new_host_key() for spec in m.specs}
+    user_data, ca_pem = render.render_nodes(settings, passwords, host_keys)
     (m.run_dir / "ca.crt").write_text(ca_pem)
+    (m.run_dir / "known_hosts").write_text("".join(f"{n} {k.public}\n" for n, k in host_keys.items()))
     save_passwords(m.run_dir, passwords)  # the drills' writers connect as the app user
     m.ssh_config.write_text(
-        ssh.ssh_config(m.specs, m.net.public_bastion_ip if settings.access.bastion.enabled else None, key)
+        ssh.ssh_config(
+            m.specs,
+            m.net.public_bastion_ip if settings.access.bastion.enabled else None,
+            key,
+            m.run_dir / "known_hosts",
+        )
     )
     # Validate against what was booted (the deploy's checks read settings: watchdog mode).
     m.settings = render.container_settings(m.settings)[0] if not exact else m.settings

@@ -15,11 +15,14 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from cloud_init.bastion import render_bastion
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
 from lab.topology import new_passwords
-from pgha.secrets import EtcdNodeSecrets, Passwords, PatroniNodeSecrets
+from pgha.secrets import EtcdNodeSecrets, Passwords, PatroniNodeSecrets, SshHostKey
 from pgha.settings import Settings, load_stack_file
 from pgha.target import Target
 
@@ -78,7 +81,19 @@ def container_settings(settings: Settings) -> tuple[Settings, list[str]]:
     return settings, changed
 
 
-def render_nodes(settings: Settings, passwords: Passwords | None = None) -> tuple[dict[str, str], str]:
+def new_host_key() -> SshHostKey:
+    """An ed25519 SSH host key, as the stack generates one per node (pulumi-tls)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return SshHostKey(private=private.decode(), public=public.decode())
+
+
+def render_nodes(
+    settings: Settings, passwords: Passwords | None = None, host_keys: dict[str, SshHostKey] | None = None
+) -> tuple[dict[str, str], str]:
     """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
     plus ``"bastion"`` when the stack has one. ``passwords``: fresh random ones by default
     (``boot`` makes them first and keeps them in the run dir for the drills)."""
@@ -86,17 +101,19 @@ def render_nodes(settings: Settings, passwords: Passwords | None = None) -> tupl
     target = Target.vm(settings, volume_ids={n.name: volume_id(n.name, settings.stack) for n in plan.patroni})
     ca = LabCA(f"pgha-{settings.stack}-machines-ca")
     passwords = passwords or new_passwords()
-    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, target.cert_sans(n))) for n in plan.etcd}
+    keys = host_keys or {}
+    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, target.cert_sans(n)), keys.get(n.name)) for n in plan.etcd}
     patroni = {
         n.name: PatroniNodeSecrets(
             ca.pem,
             ca.issue(n.name, target.cert_sans(n)),
             ca.issue(f"{n.name}-etcd-client", target.cert_sans(n), server=False),
             passwords,
+            host_key=keys.get(n.name),
         )
         for n in plan.patroni
     }
     out = {n.name: n.user_data for n in render_cluster(settings, target, etcd, patroni)}
     if settings.access.bastion.enabled:
-        out["bastion"] = render_bastion(settings)
+        out["bastion"] = render_bastion(settings, keys.get("bastion"))
     return out, ca.pem

@@ -14,8 +14,9 @@ from .spec import NodeSpec
 
 OPTS = {
     "User": SSH_USER,
-    "StrictHostKeyChecking": "no",
-    "UserKnownHostsFile": "/dev/null",
+    # Host keys are pinned (known_hosts written by `up` from the keys it rendered), as
+    # the deploy's validation pins them: a node answering with another key is refused.
+    "StrictHostKeyChecking": "yes",
     "LogLevel": "ERROR",
     "BatchMode": "yes",
     "ConnectTimeout": "5",
@@ -23,7 +24,7 @@ OPTS = {
 }
 
 
-def ssh_config(nodes: list[NodeSpec], bastion_public_ip: str | None, key: str) -> str:
+def ssh_config(nodes: list[NodeSpec], bastion_public_ip: str | None, key: str, known_hosts: Path) -> str:
     """An ssh_config where every node is a Host: ``ssh -F <run>/ssh_config pg1``."""
     lines = []
     for node in nodes:
@@ -35,6 +36,8 @@ def ssh_config(nodes: list[NodeSpec], bastion_public_ip: str | None, key: str) -
             if bastion_public_ip:
                 lines.append("  ProxyJump bastion")
         lines.append(f"  IdentityFile {key}")
+        lines.append(f"  HostKeyAlias {node.name}")
+        lines.append(f"  UserKnownHostsFile {known_hosts}")
         lines.append("  IdentitiesOnly yes")
         lines += [f"  {k} {v}" for k, v in OPTS.items()]
         lines.append("")

@@ -27,10 +27,21 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components.nodes import Placement
 from components.pki import TlsKeyPair
-from pgha.secrets import fake_keypair
+from pgha.secrets import SshHostKey, fake_keypair
 from pgha.settings import Settings, load, sections_from_stack_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def mock_host_key(resource_name: str) -> str:
+    """The public key the mocks give a tls.PrivateKey named ``resource_name`` (stripped)."""
+    return f"ssh-ed25519 AAAAMOCK{resource_name.replace('-', '')} mock"
+
+
+def mock_ssh_host_key(resource_name: str) -> SshHostKey:
+    """What the mocks give a tls.PrivateKey named ``resource_name``, as the node receives it."""
+    private = f"-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-SSH-{resource_name}\n-----END OPENSSH PRIVATE KEY-----\n"
+    return SshHostKey(private=private, public=mock_host_key(resource_name))
 
 
 @functools.cache
@@ -103,10 +114,8 @@ class PghaMocks(pulumi.runtime.Mocks):
             out["privateKeyPemPkcs8"] = self._secret(
                 f"-----BEGIN PRIVATE KEY-----\nMOCK-PKCS8-{n}\n-----END PRIVATE KEY-----\n"
             )
-            out["privateKeyOpenssh"] = self._secret(
-                f"-----BEGIN OPENSSH PRIVATE KEY-----\nMOCK-SSH-{n}\n-----END OPENSSH PRIVATE KEY-----\n"
-            )
-            out["publicKeyOpenssh"] = f"ssh-ed25519 AAAAMOCK{n.replace('-', '')} mock\n"
+            out["privateKeyOpenssh"] = self._secret(mock_ssh_host_key(n).private)
+            out["publicKeyOpenssh"] = mock_host_key(n) + "\n"
         elif t == "tls:index/selfSignedCert:SelfSignedCert":
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK-CA-{n}\n-----END CERTIFICATE-----\n"
         elif t == "tls:index/certRequest:CertRequest":

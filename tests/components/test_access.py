@@ -14,7 +14,7 @@ from components.access import PUBLIC_NETWORK, TYPE, Access, AccessArgs, ingress_
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
 from pgha.target import Target
 
-from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, SUBNET_ID, with_section
+from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, SUBNET_ID, mock_host_key, with_section
 
 pytestmark = pytest.mark.components
 
@@ -111,10 +111,21 @@ def test_children_names_and_deploy_key(harness):
     children = h.children(comp)
     assert all(c.name.startswith("access-") for c in children), [c.urn for c in children]
     counts = {t: sum(1 for c in children if c.type == t) for t in {c.type for c in children}}
-    assert counts == {PRIVATE_KEY: 1, KEYPAIR: 1, GROUP: 3, RULE: len(ingress_rules(s)), PORT: 1, INSTANCE: 1}
+    assert counts == {
+        PRIVATE_KEY: 2,
+        KEYPAIR: 1,
+        GROUP: 3,
+        RULE: len(ingress_rules(s)),
+        PORT: 1,
+        INSTANCE: 1,
+    }  # deploy key, bastion host key
 
-    (key,) = h.of_type(PRIVATE_KEY)
-    assert key.input("algorithm") == "ED25519"
+    keys = {k.name: k for k in h.of_type(PRIVATE_KEY)}
+    assert set(keys) == {"access-deploy-key", "access-bastion-host-key"}
+    assert all(k.input("algorithm") == "ED25519" for k in keys.values())
+    bastion = h.named("access-bastion")
+    assert bastion.is_secret("userData"), "the bastion's user-data now holds its host key"
+    assert h.resolve(access.bastion_host_key)[0] == mock_host_key("access-bastion-host-key")
     (kp,) = h.of_type(KEYPAIR)
     assert kp.input("publicKey").startswith("ssh-ed25519 AAAAMOCK")
     value, secret = h.resolve(access.private_key)

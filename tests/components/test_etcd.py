@@ -12,10 +12,11 @@ from components.nodes import ROLLED_ONLY
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
 from pgha.target import Target
 
-from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, static_placement
+from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
 
 pytestmark = pytest.mark.components
 
+HOST_KEY = "tls:index/privateKey:PrivateKey"
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
 GROUP = "openstack:compute/serverGroup:ServerGroup"
@@ -42,7 +43,7 @@ def test_members(harness, stack):
     comp = h.component(TYPE)
     children = h.children(comp)
     n = s.etcd.members
-    assert sorted(c.type for c in children) == sorted([GROUP] + [PORT] * n + [INSTANCE] * n)
+    assert sorted(c.type for c in children) == sorted([GROUP] + [PORT, INSTANCE, HOST_KEY] * n)
     assert all(c.name.startswith("etcd-") for c in children), [c.urn for c in children]
     (group,) = h.of_type(GROUP)
     assert group.input("policies") == "anti-affinity"
@@ -63,7 +64,12 @@ def test_members(harness, stack):
         kp = fake_keypair(member)
         assert (
             inst.input("userData")
-            == render_etcd_node(s, Target.vm(s), plan.etcd[i], EtcdNodeSecrets(FAKE_CA, kp)).user_data
+            == render_etcd_node(
+                s,
+                Target.vm(s),
+                plan.etcd[i],
+                EtcdNodeSecrets(FAKE_CA, kp, mock_ssh_host_key(f"etcd-{member}-host-key")),
+            ).user_data
         ), inst.urn
         assert gateway.urn in inst.dependencies, (
             f"{inst.urn} must boot after egress exists (cloud-init installs packages)"

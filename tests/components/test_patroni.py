@@ -13,10 +13,11 @@ from components.patroni import PASSWORD_ROLES, TYPE, PatroniCluster, PatroniClus
 from pgha.secrets import FAKE_CA, Passwords, PatroniNodeSecrets, fake_keypair
 from pgha.target import Target
 
-from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, static_placement
+from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
 
 pytestmark = pytest.mark.components
 
+HOST_KEY = "tls:index/privateKey:PrivateKey"
 INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
 GROUP = "openstack:compute/serverGroup:ServerGroup"
@@ -49,7 +50,7 @@ def test_nodes(harness, stack):
     comp = h.component(TYPE)
     children = h.children(comp)
     n = pg.nodes
-    assert sorted(c.type for c in children) == sorted([GROUP, *[PASSWORD] * 5, *[VOLUME, PORT, INSTANCE] * n])
+    assert sorted(c.type for c in children) == sorted([GROUP, *[PASSWORD] * 5, *[VOLUME, PORT, INSTANCE, HOST_KEY] * n])
     assert all(c.name.startswith("patroni-") for c in children), [c.urn for c in children]
     (group,) = h.of_type(GROUP)
     assert group.input("policies") == "anti-affinity"
@@ -82,7 +83,11 @@ def test_nodes(harness, stack):
         assert h.named("network-gateway").urn in inst.dependencies
         assert inst.is_secret("userData"), inst.urn
         secrets = PatroniNodeSecrets(
-            FAKE_CA, fake_keypair(f"{node}-server"), fake_keypair(f"{node}-etcd-client"), plain
+            FAKE_CA,
+            fake_keypair(f"{node}-server"),
+            fake_keypair(f"{node}-etcd-client"),
+            plain,
+            host_key=mock_ssh_host_key(f"patroni-{node}-host-key"),
         )
         target = Target.vm(s, volume_ids={node: h.id_of(volume)})
         assert inst.input("userData") == render_patroni_node(s, target, plan.patroni[i], secrets).user_data, inst.urn

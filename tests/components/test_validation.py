@@ -15,12 +15,15 @@ from components.patroni import PatroniCluster, PatroniClusterArgs
 from components.validation import TYPE, Validation, ValidationArgs, etcd_script, patroni_script, wait_for_cloud_init
 from pgha.secrets import FAKE_CA
 
-from .mocks import BASTION_PUBLIC_IP, fake_pair, static_placement, with_section
+from .mocks import BASTION_PUBLIC_IP, fake_pair, mock_host_key, static_placement, with_section
 
 pytestmark = pytest.mark.components
 
 COMMAND = "command:remote:Command"
 DEPLOY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-DEPLOY-KEY\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+BASTION_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBastionHostKeyForTheTest bastion"
 
 
 def build(h, settings, bastion_ip):
@@ -38,7 +41,20 @@ def build(h, settings, bastion_ip):
         pairs = [fake_pair("p")] * len(plan.patroni)
         patroni = PatroniCluster("patroni", PatroniClusterArgs(settings, static_placement(), FAKE_CA, pairs, pairs))
         key = pulumi.Output.secret(DEPLOY_KEY)
-        return Validation("validation", ValidationArgs(settings, key, bastion_ip, etcd.instances, patroni.instances))
+        bastion_key = BASTION_HOST_KEY if bastion_ip else None
+        return Validation(
+            "validation",
+            ValidationArgs(
+                settings,
+                key,
+                bastion_ip,
+                etcd.instances,
+                patroni.instances,
+                etcd.host_keys,
+                patroni.host_keys,
+                bastion_key,
+            ),
+        )
 
     return h.run(program)
 
@@ -72,6 +88,9 @@ def test_one_command_per_node_after_its_instance(harness, stack):
             conn = cmd.input("connection")
             assert (conn["host"], conn["user"], conn["privateKey"]) == (address, "debian", DEPLOY_KEY)
             assert (conn["proxy"]["host"], conn["proxy"]["user"]) == (BASTION_PUBLIC_IP, "debian")
+            # Host keys pinned, never trust-on-first-use: the node's own (its user-data has it).
+            assert conn["proxy"]["hostKey"] == BASTION_HOST_KEY
+            assert conn["hostKey"] == mock_host_key(f"{role}-{node}-host-key"), f"{cmd.urn}: pins the node's host key"
             script = cmd.input("create")
             assert "cloud-init status --wait" in script
             if role == "etcd":

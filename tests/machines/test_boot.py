@@ -58,6 +58,22 @@ def test_up_validate_down() -> None:
         assert st.stdout.count("replica/") == 2, st.stdout
         who = _cli(run_dir, "ssh", "pg1", "--", "hostname", timeout=60)
         assert who.stdout.strip() == "pgha-dev-pg1", who.stdout + who.stderr
+        # The host key the render installed is the only one, and it is pinned: pg1 pinned
+        # to etcd1's key is refused, as the deploy's validation would refuse it.
+        keys = _cli(run_dir, "ssh", "pg1", "--", "ls /etc/ssh", timeout=60).stdout.split()
+        assert [k for k in keys if k.startswith("ssh_host_")] == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+        pinned = dict(line.split(" ", 1) for line in (run_dir / "known_hosts").read_text().splitlines())
+        wrong = run_dir / "known_hosts.wrong"
+        wrong.write_text("".join(f"{n} {pinned['etcd1'] if n == 'pg1' else k}\n" for n, k in pinned.items()))
+        refused = subprocess.run(
+            ["ssh", "-F", str(run_dir / "ssh_config"), "-o", f"UserKnownHostsFile={wrong}", "pg1", "true"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode != 0
+        assert "Host key verification failed" in refused.stderr, refused.stderr
     finally:
         down = _cli(run_dir, "down", timeout=300)
         m = c.open_machines(STACK, run_dir)

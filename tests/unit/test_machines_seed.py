@@ -118,7 +118,7 @@ def test_container_overrides_are_explicit(dev):
 
 def test_ssh_config_jumps_through_the_bastion(dev):
     nodes = spec.node_specs(dev)
-    cfg = ssh_config(nodes, "100.64.0.6", "/k")
+    cfg = ssh_config(nodes, "100.64.0.6", "/k", Path("/run/known_hosts"))
     blocks = {b.split()[1]: b for b in cfg.split("\n\n") if b.startswith("Host ")}
     assert "HostName 100.64.0.6" in blocks["bastion"]
     assert "ProxyJump" not in blocks["bastion"]
@@ -126,6 +126,10 @@ def test_ssh_config_jumps_through_the_bastion(dev):
     assert "ProxyJump bastion" in blocks["pg1"]
     assert "User debian" in blocks["pg1"]
     assert "IdentityFile /k" in blocks["pg1"]
+    # Host keys pinned by node name, never accepted blindly.
+    assert "StrictHostKeyChecking yes" in blocks["pg1"]
+    assert "HostKeyAlias pg1" in blocks["pg1"]
+    assert "UserKnownHostsFile /run/known_hosts" in blocks["pg1"]
 
 
 def test_image_key_follows_the_package_list():

@@ -22,12 +22,14 @@ from cloud_init.etcd import render_etcd_node
 from cloud_init.patroni import render_patroni_node
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
+from machines.render import new_host_key
 from pgha.firewall import METADATA_ADDRESS
 from pgha.secrets import (
     FAKE_CA,
     EtcdNodeSecrets,
     OvhApiCredentials,
     PatroniNodeSecrets,
+    SshHostKey,
     fake_keypair,
     fake_passwords,
     scram_sha256,
@@ -410,7 +412,7 @@ NOVA_USER_DATA_LIMIT = 65535
 def test_user_data_fits_nova_with_margin(stack: str) -> None:
     """Real key sizes (ECDSA P-256 like the stack's pulumi-tls keys), real password lengths,
     the DNS callback's credentials on: every node's user-data stays under 75 % of the limit.
-    Measured when written: the largest (a Patroni node) is 47.2 kB base64, 72 % of 65535;
+    Measured when written: the largest (a Patroni node) is 48.3 kB base64, 74 % of 65535;
     the node scripts are most of it. A role that adds files (backups, exporters) must
     watch this test: past 75 %, ship scripts as a package instead of inline."""
     s = load_stack_file(stack, ROOT)
@@ -420,11 +422,30 @@ def test_user_data_fits_nova_with_margin(stack: str) -> None:
     creds = OvhApiCredentials("a" * 16, "s" * 32, "c" * 32)
     dns = dataclasses.replace(s.endpoint.dns, enabled=True, zone="example.com", primary_record=True)
     s = dataclasses.replace(s, endpoint=dataclasses.replace(s.endpoint, dns=dns))
-    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, [n.address])) for n in s.plan.etcd}
+    host_key = new_host_key()  # ed25519, OpenSSH formats, as the stack generates them
+    etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, [n.address]), host_key) for n in s.plan.etcd}
     pg = {
-        n.name: PatroniNodeSecrets(ca.pem, ca.issue(n.name, [n.address]), ca.issue(n.name, [n.address]), long_pw, creds)
+        n.name: PatroniNodeSecrets(
+            ca.pem, ca.issue(n.name, [n.address]), ca.issue(n.name, [n.address]), long_pw, creds, host_key
+        )
         for n in s.plan.patroni
     }
     sizes = {n.name: len(base64.b64encode(n.user_data.encode())) for n in render_cluster(s, Target.vm(s), etcd, pg)}
     worst = max(sizes.values())
     assert worst < 0.75 * NOVA_USER_DATA_LIMIT, f"{sizes}: margin below 25 % of Nova's limit"
+
+
+def test_ssh_host_key_installed_when_the_stack_generates_one() -> None:
+    """The stack generates each node's host key and pins it in the validation: cloud-init
+    installs exactly that key (and then generates none of its own)."""
+    s = load_stack_file("dev", ROOT)
+    node = s.plan.patroni[0]
+    key = SshHostKey(
+        private="-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
+        public="ssh-ed25519 AAAAx",
+    )
+    with_key = dataclasses.replace(PG_SECRETS, host_key=key)
+    doc = cloud_config(render_patroni_node(s, Target.vm(s), node, with_key))
+    assert doc["ssh_keys"] == {"ed25519_private": key.private, "ed25519_public": key.public}
+    assert "ssh_keys" not in cloud_config(render_patroni_node(s, Target.vm(s), node, PG_SECRETS))
+    assert yaml.safe_load(render_bastion(s, key))["ssh_keys"]["ed25519_public"] == key.public
