@@ -21,7 +21,16 @@ from pgha.target import Target
 cfg = load_stack_config()  # raises with every problem before any resource exists
 s, plan = cfg.settings, cfg.settings.plan
 network = PrivateNetwork("network", PrivateNetworkArgs(settings=s, service_name=cfg.cloud_project))
-access = Access("access", AccessArgs(settings=s, network_id=network.network_id, subnet_id=network.subnet_id))
+access = Access(
+    "access",
+    AccessArgs(
+        settings=s,
+        network_id=network.network_id,
+        subnet_id=network.subnet_id,
+        egress=network.egress,
+        roll=cfg.roll,
+    ),
+)
 pki = Pki("pki", PkiArgs(settings=s))
 sg = access.security_group_ids
 etcd_place = Placement(

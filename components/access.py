@@ -8,12 +8,15 @@
   enforce security groups on vRack (private network) ports, so the host firewall is
   what actually filters there; the groups document the intent, are enforced on public
   ports (the bastion's) and on any platform that enforces them. Both, never one.
-- Optionally a bastion: the only public IP, SSH from ``access.admin_cidrs`` only.
+- Optionally a bastion: one private port and a floating IP from Ext-Net (routed by the
+  Public Cloud gateway), the only public address, SSH from ``access.admin_cidrs`` only.
+  Rolled like a node (``PGHA_ROLL=bastion``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -26,7 +29,7 @@ from pgha.firewall import allow_list, as_cidr
 from pgha.secrets import SshHostKey
 from pgha.settings import Settings
 
-from .nodes import public_key, ssh_host_key
+from .nodes import ROLLED_ONLY, image_id, public_key, ssh_host_key
 
 TYPE = "pgha:index:Access"
 #: OVH's public network: an interface on it gets a public IPv4 (security groups enforced).
@@ -66,6 +69,10 @@ class AccessArgs:
     """OpenStack id of the private network (the bastion's private port)."""
     subnet_id: pulumi.Input[str]
     """OpenStack id of the private subnet."""
+    egress: Sequence[pulumi.Resource] = ()
+    """The Public Cloud gateway (the router the bastion's floating IP goes through)."""
+    roll: frozenset[str] = frozenset()
+    """PGHA_ROLL: ``bastion`` lets the bastion follow user-data, image or flavor changes."""
 
 
 class Access(pulumi.ComponentResource):
@@ -148,24 +155,41 @@ class Access(pulumi.ComponentResource):
                 host_key.private_key_openssh, self.bastion_host_key
             ).apply(lambda v: render_bastion(s, SshHostKey(private=v[0], public=v[1])))
             bastion_user_data = pulumi.Output.secret(bastion_user_data)
+            # One private port and a floating IP, never a second interface on Ext-Net: two
+            # interfaces (Ext-Net and the private subnet with DHCP and a gateway) can each
+            # bring a default route. Same image lookup and ignore rules as the nodes.
             self.bastion = openstack.compute.Instance(
                 f"{name}-bastion",
                 name=hostname(s, "bastion"),
                 region=region,
                 flavor_name=s.access.bastion.flavor,
-                image_name=s.etcd.image,
+                image_id=image_id(self, s.etcd.image, region),
                 key_pair=self.key_pair_name,
                 user_data=bastion_user_data,
-                # Nova applies instance-level security groups to the port it creates on
-                # Ext-Net (the public one); the private port carries its own.
-                security_groups=[sg.name],
-                networks=[
-                    openstack.compute.InstanceNetworkArgs(name=PUBLIC_NETWORK, access_network=True),
-                    openstack.compute.InstanceNetworkArgs(port=port.id),
-                ],
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    delete_before_replace=True,
+                    depends_on=list(args.egress),
+                    ignore_changes=[] if "bastion" in args.roll else ROLLED_ONLY,
+                ),
             )
-            self.bastion_ip = self.bastion.access_ip_v4
+            # The floating IP is routed through the Public Cloud gateway (network.gateway).
+            fip = openstack.networking.FloatingIp(
+                f"{name}-bastion-ip",
+                pool=PUBLIC_NETWORK,
+                description=f"pgha {s.stack}: the bastion's public address",
+                region=region,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.egress)),
+            )
+            openstack.networking.FloatingIpAssociate(
+                f"{name}-bastion-ip-association",
+                floating_ip=fip.address,
+                port_id=port.id,
+                region=region,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.bastion]),
+            )
+            self.bastion_ip = fip.address
 
         outputs: dict[str, object] = {
             "key_pair_name": self.key_pair_name,

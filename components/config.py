@@ -134,7 +134,7 @@ def roll_nodes() -> frozenset[str]:
 
 def check_roll(settings: Settings, roll: frozenset[str], problems: list[tuple[str, str]]) -> None:
     plan = settings.plan
-    known = [n.name for n in plan.cluster]
+    known = [n.name for n in plan.cluster] + ([plan.bastion.name] if settings.access.bastion.enabled else [])
     unknown = sorted(roll - set(known))
     if unknown:
         problems.append((ROLL_ENV, f"unknown node(s) {', '.join(unknown)}; nodes of this stack: {', '.join(known)}"))

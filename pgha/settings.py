@@ -482,6 +482,13 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
                     "0.0.0.0/0 opens SSH to the world; list your office/VPN ranges or set access.allow_world_admin: true",
                 )
             )
+    if acc["bastion"]["enabled"] and v["network"]["gateway"] is False:
+        problems.append(
+            (
+                "access.bastion.enabled",
+                "needs network.gateway: true (the bastion's floating IP is routed through the Public Cloud gateway)",
+            )
+        )
     if acc["bastion"]["enabled"] and acc["admin_cidrs"] is not None and not acc["admin_cidrs"]:
         problems.append(
             ("access.admin_cidrs", "required when access.bastion.enabled is true (who may SSH to the bastion)")

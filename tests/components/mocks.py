@@ -126,6 +126,8 @@ class PghaMocks(pulumi.runtime.Mocks):
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK-CERT-{n}\n-----END CERTIFICATE-----\n"
         elif t == "random:index/randomPassword:RandomPassword":
             out["result"] = self._secret(f"MockPw{n.replace('-', '')}0123456789abcdefXYZ"[:32])
+        elif t == "openstack:networking/floatingIp:FloatingIp":
+            out["address"] = BASTION_PUBLIC_IP
         elif t == "openstack:compute/instance:Instance":
             out["accessIpV4"] = BASTION_PUBLIC_IP if n.endswith("bastion") else "10.0.0.254"
         elif t == "command:remote:Command":

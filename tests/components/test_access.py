@@ -14,7 +14,7 @@ from components.access import PUBLIC_NETWORK, TYPE, Access, AccessArgs, ingress_
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
 from pgha.target import Target
 
-from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, SUBNET_ID, mock_host_key, with_section
+from .mocks import BASTION_PUBLIC_IP, IMAGE_ID, OPENSTACK_NETWORK_ID, SUBNET_ID, mock_host_key, with_section
 
 pytestmark = pytest.mark.components
 
@@ -24,6 +24,8 @@ INSTANCE = "openstack:compute/instance:Instance"
 PORT = "openstack:networking/port:Port"
 KEYPAIR = "openstack:compute/keypair:Keypair"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
+FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"
+FLOATING_IP_ASSOCIATE = "openstack:networking/floatingIpAssociate:FloatingIpAssociate"
 DATABASE_PORTS = {5432, 2379, 2380, 8008}
 NFT_RULE = re.compile(r"ip saddr \{ (?P<sources>[^}]+) \} tcp dport (?P<port>\d+) accept")
 
@@ -118,6 +120,8 @@ def test_children_names_and_deploy_key(harness):
         RULE: len(ingress_rules(s)),
         PORT: 1,
         INSTANCE: 1,
+        FLOATING_IP: 1,
+        FLOATING_IP_ASSOCIATE: 1,
     }  # deploy key, bastion host key
 
     keys = {k.name: k for k in h.of_type(PRIVATE_KEY)}
@@ -141,12 +145,24 @@ def test_bastion(harness):
     bastion = h.named("access-bastion")
     assert bastion.type == INSTANCE
     assert bastion.input("flavorName") == s.access.bastion.flavor
-    networks = bastion.input("networks")
-    assert networks[0] == {"name": PUBLIC_NETWORK, "accessNetwork": True}
+    # One interface (the private port) and a floating IP: never two default routes.
     port = h.named("access-bastion-port")
-    assert networks[1] == {"port": h.id_of(port)}
+    assert bastion.input("networks") == [{"port": h.id_of(port)}]
     assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": s.plan.bastion.address}]
-    assert bastion.input("securityGroups") == ["pgha-dev-bastion"]
+    assert port.input("securityGroupIds"), "the bastion group (SSH from admin_cidrs) is on its only port"
+    assert bastion.input("imageId") == IMAGE_ID, "the same image lookup as the nodes"
+    assert set(bastion.ignore_changes) == {
+        "userData",
+        "imageId",
+        "blockDevices",
+        "keyPair",
+        "schedulerHints",
+        "flavorName",
+    }
+    fip = h.named("access-bastion-ip")
+    assert fip.input("pool") == PUBLIC_NETWORK
+    assoc = h.named("access-bastion-ip-association")
+    assert (assoc.input("floatingIp"), assoc.input("portId")) == (BASTION_PUBLIC_IP, h.id_of(port))
     assert bastion.input("keyPair") == "pgha-dev-deploy"
     user_data = yaml.safe_load(bastion.input("userData"))
     assert user_data["ssh_authorized_keys"] == list(s.access.ssh_public_keys)
@@ -162,6 +178,7 @@ def test_no_bastion(harness):
     assert access.bastion_ip is None
     assert not h.of_type(INSTANCE)
     assert not h.of_type(PORT)
+    assert not h.of_type(FLOATING_IP)
     assert "bastion" not in registered_rules(h)
     ssh = {c for role, rules in registered_rules(h).items() for p, c in rules if p == 22}
     assert ssh == {s.plan.cidr}, "without a bastion, SSH comes from the private subnet (VPN / peered hosts)"

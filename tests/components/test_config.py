@@ -81,11 +81,15 @@ def test_nodes_to_roll(harness, monkeypatch):
     assert load_stack_config().roll == frozenset()
     monkeypatch.setenv(ROLL_ENV, "pg2, etcd3")
     assert load_stack_config().roll == {"pg2", "etcd3"}
-    monkeypatch.setenv(ROLL_ENV, "pg2,pg9,bastion")
+    monkeypatch.setenv(ROLL_ENV, "pg2,bastion")
+    assert load_stack_config().roll == {"pg2", "bastion"}, "the bastion rolls like a node"
+    monkeypatch.setenv(ROLL_ENV, "pg2,pg9,etcd7")
     with pytest.raises(SettingsError) as e:
         load_stack_config()
     assert e.value.paths == {ROLL_ENV}
-    assert "unknown node(s) bastion, pg9; nodes of this stack: etcd1, etcd2, etcd3, pg1, pg2, pg3" in str(e.value)
+    assert "unknown node(s) etcd7, pg9; nodes of this stack: etcd1, etcd2, etcd3, pg1, pg2, pg3, bastion" in str(
+        e.value
+    )
 
 
 @pytest.mark.parametrize(

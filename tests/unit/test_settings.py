@@ -217,3 +217,10 @@ def test_unknown_key_suggests_the_closest_known_key() -> None:
     with pytest.raises(SettingsError) as exc:
         load("test", with_({"patroni.synchronous_mod": True}))
     assert exc.value.problems == [("patroni.synchronous_mod", "unknown key; did you mean 'synchronous_mode'?")]
+
+
+def test_bastion_needs_the_gateway_for_its_floating_ip() -> None:
+    with pytest.raises(SettingsError) as exc:
+        load("test", with_({"network.gateway": False}))
+    assert exc.value.paths == {"access.bastion.enabled"}
+    load("test", with_({"network.gateway": False, "access.bastion.enabled": False}))
