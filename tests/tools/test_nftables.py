@@ -21,7 +21,7 @@ NFT = shutil.which("nft") or "/usr/sbin/nft"
 def nft_check(path: Path) -> subprocess.CompletedProcess[str]:
     """``nft -c -f``: parse and validate against the kernel, apply nothing (needs CAP_NET_ADMIN)."""
     if not Path(NFT).exists():
-        pytest.skip("nft (Debian package nftables) is not installed; scripts/setup.sh installs it")
+        pytest.fail("nft (Debian package nftables) is not installed: run scripts/setup.sh")
     if os.geteuid() != 0:
         pytest.skip("nft -c asks the kernel to validate the ruleset: needs root (CAP_NET_ADMIN)")
     return subprocess.run([NFT, "-c", "-f", str(path)], check=False, capture_output=True, text=True, timeout=30)
