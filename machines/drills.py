@@ -219,28 +219,21 @@ def run_load(stack: str, run_dir: Path, origin: float, out: Path, stop_file: Pat
 # ------------------------------------------------------------------ the host side
 
 
-def patroni_doc(m: c.Machines, node: str, path: str = "patroni") -> dict[str, Any] | None:
+def rest_call(
+    m: c.Machines, node: str, path: str, max_time: int, *curl_args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """curl to a node's Patroni REST API from inside the vRack namespace (the host has no
+    route to the plan's addresses), TLS verified with the run's CA."""
     spec = next(s for s in m.specs if s.name == node)
-    r = subprocess.run(
-        check=False,
-        args=[
-            "ip",
-            "netns",
-            "exec",
-            m.net.netns,
-            "curl",
-            "-s",
-            "--max-time",
-            "2",
-            "--cacert",
-            str(m.run_dir / "ca.crt"),
-            f"https://{spec.address}:{m.settings.patroni.rest_port}/{path}",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    url = f"https://{spec.address}:{m.settings.patroni.rest_port}/{path}"
+    args = ["ip", "netns", "exec", m.net.netns, "curl", "-s", "--max-time", str(max_time)]
+    args += ["--cacert", str(m.run_dir / "ca.crt"), *curl_args, url]
+    return subprocess.run(args, check=False, input=stdin, capture_output=True, text=True)
+
+
+def patroni_doc(m: c.Machines, node: str, path: str = "patroni") -> dict[str, Any] | None:
     try:
-        doc = json.loads(r.stdout)
+        doc = json.loads(rest_call(m, node, path, 2).stdout)
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
@@ -255,36 +248,16 @@ def docs(m: c.Machines, names: list[str]) -> dict[str, dict[str, Any] | None]:
 
 
 def switchover(m: c.Machines, leader: str) -> str:
-    spec = next(s for s in m.specs if s.name == leader)
     pw = c.load_passwords(m.run_dir).rest_api
-    r = subprocess.run(
-        check=False,
-        args=[
-            "ip",
-            "netns",
-            "exec",
-            m.net.netns,
-            "curl",
-            "-s",
-            "--max-time",
-            "30",
-            "-w",
-            " HTTP %{http_code}",
-            "--cacert",
-            str(m.run_dir / "ca.crt"),
-            "-K",
-            "-",
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            json.dumps({"leader": leader}),
-            f"https://{spec.address}:{m.settings.patroni.rest_port}/switchover",
-        ],
-        input=f'user = "{REST_USER}:{pw}"\n',  # on stdin: never in a process list
-        capture_output=True,
-        text=True,
+    body = json.dumps({"leader": leader})
+    headers = ["-H", "Content-Type: application/json"]
+    r = rest_call(
+        m,
+        leader,
+        "switchover",
+        30,
+        *["-w", " HTTP %{http_code}", "-K", "-", "-X", "POST", *headers, "-d", body],
+        stdin=f'user = "{REST_USER}:{pw}"\n',  # on stdin: never in a process list
     )
     return (r.stdout + r.stderr).strip()
 
