@@ -31,6 +31,9 @@ from pgha.secrets import SshHostKey, fake_keypair
 from pgha.settings import Settings, load, sections_from_stack_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Instance inputs (as the engine names them) a node ignores unless named in PGHA_ROLL:
+#: those that would replace or reboot it.
+ROLLED_ONLY_INPUTS = frozenset({"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"})
 
 
 def mock_host_key(resource_name: str) -> str:

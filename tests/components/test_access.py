@@ -14,7 +14,15 @@ from components.access import PUBLIC_NETWORK, TYPE, Access, AccessArgs, ingress_
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, PatroniNodeSecrets, fake_keypair, fake_passwords
 from pgha.target import Target
 
-from .mocks import BASTION_PUBLIC_IP, IMAGE_ID, OPENSTACK_NETWORK_ID, SUBNET_ID, mock_host_key, with_section
+from .mocks import (
+    BASTION_PUBLIC_IP,
+    IMAGE_ID,
+    OPENSTACK_NETWORK_ID,
+    ROLLED_ONLY_INPUTS,
+    SUBNET_ID,
+    mock_host_key,
+    with_section,
+)
 
 pytestmark = pytest.mark.components
 
@@ -151,14 +159,7 @@ def test_bastion(harness):
     assert port.input("fixedIps") == [{"subnetId": SUBNET_ID, "ipAddress": s.plan.bastion.address}]
     assert port.input("securityGroupIds"), "the bastion group (SSH from admin_cidrs) is on its only port"
     assert bastion.input("imageId") == IMAGE_ID, "the same image lookup as the nodes"
-    assert set(bastion.ignore_changes) == {
-        "userData",
-        "imageId",
-        "blockDevices",
-        "keyPair",
-        "schedulerHints",
-        "flavorName",
-    }
+    assert set(bastion.ignore_changes) == ROLLED_ONLY_INPUTS
     fip = h.named("access-bastion-ip")
     assert fip.input("pool") == PUBLIC_NETWORK
     assoc = h.named("access-bastion-ip-association")

@@ -12,7 +12,7 @@ from components.nodes import ROLLED_ONLY
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
 from pgha.target import Target
 
-from .mocks import IMAGE_ID, PROJECT_ID, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
+from .mocks import IMAGE_ID, PROJECT_ID, ROLLED_ONLY_INPUTS, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
 
 pytestmark = pytest.mark.components
 
@@ -75,8 +75,7 @@ def test_members(harness, stack):
             f"{inst.urn} must boot after egress exists (cloud-init installs packages)"
         )
         assert inst.delete_before_replace, "the fixed-IP port can only be bound to one instance at a time"
-        rolled_only = {"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"}
-        assert set(inst.ignore_changes) == rolled_only == {_camel(k) for k in ROLLED_ONLY}
+        assert set(inst.ignore_changes) == ROLLED_ONLY_INPUTS == {_camel(k) for k in ROLLED_ONLY}
         assert h.resolve(etcd.user_data[i])[1]
     assert etcd.addresses == plan.addresses("etcd")
     assert etcd.names == [n.name for n in plan.etcd]

@@ -11,7 +11,7 @@ from cloud_init.endpoint import libpq_dsn, render_haproxy
 from pgha.settings import SettingsError
 from pgha.target import Target
 
-from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, ROOT, plaintext_leaks
+from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, ROLLED_ONLY_INPUTS, ROOT, plaintext_leaks
 
 pytestmark = pytest.mark.components
 
@@ -148,7 +148,6 @@ def test_roll_reaches_the_named_instance_only(harness, monkeypatch):
     instances.pop("access-bastion")
     assert instances
     # Every input that would replace or reboot a node waits for its turn in PGHA_ROLL.
-    rolled_only = {"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"}
     for r in instances.values():
-        assert set(r.ignore_changes) == rolled_only, r.urn
+        assert set(r.ignore_changes) == ROLLED_ONLY_INPUTS, r.urn
         assert r.input("stopBeforeDestroy") is True, f"{r.urn}: etcd/PostgreSQL must stop cleanly on replacement"
