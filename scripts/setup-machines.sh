@@ -8,18 +8,10 @@ set -euo pipefail
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 log() { printf '[setup-machines] %s\n' "$*"; }
+# shellcheck source=scripts/apt.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/apt.sh"
 
 apt_packages=(systemd-container mmdebstrap openssh-client iproute2 nftables util-linux curl ca-certificates)
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing distribution packages: ${missing[*]}"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  log "distribution packages already installed"
-fi
+apt_install setup-machines "${apt_packages[@]}"
 $sudo mkdir -p /var/cache/pgha-machines /var/lib/pgha-machines
 log "done"

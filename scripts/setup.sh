@@ -15,6 +15,8 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 log() { printf '[setup] %s\n' "$*"; }
+# shellcheck source=scripts/apt.sh
+source "$here/scripts/apt.sh"
 
 apt_packages=(
   etcd-server etcd-client
@@ -25,25 +27,7 @@ apt_packages=(
   python3-venv python3-dev
   iproute2 procps nftables
 )
-missing=()
-for p in "${apt_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing distribution packages: ${missing[*]}"
-  # Keep the packages' own services (etcd, haproxy, postgresql) from auto-starting.
-  policy_created=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
-    policy_created=1
-  fi
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if [ "$policy_created" = 1 ]; then $sudo rm -f /usr/sbin/policy-rc.d; fi
-else
-  log "distribution packages already installed"
-fi
+apt_install setup "${apt_packages[@]}"
 
 # Stop any default cluster a postgresql package started; the lab runs its own.
 if command -v pg_lsclusters >/dev/null; then
