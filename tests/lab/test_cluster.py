@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import uuid
 
+import psycopg
 import pytest
 
 from lab import control, observe
@@ -119,9 +120,18 @@ def test_killed_primary_is_replaced_and_rejoins(sync_lab: Topology) -> None:
         lambda: (lambda ldr: ldr if ldr and ldr != old else None)(observe.leader(sync_lab)), 90, "a new leader"
     )
     assert new != old
-    with connect(sync_lab, sync_lab.dsn()) as conn:
-        ids = {r[0] for r in conn.execute("select id from t_failover").fetchall()}
-        assert set(acked) <= ids, "acknowledged commits lost in synchronous mode"
+
+    def writable_ids() -> set[int] | None:
+        # The leader key moves before PostgreSQL finishes its promotion: until then the
+        # read-write DSN finds no writable server ("session is read-only"). Retry, bounded.
+        try:
+            with connect(sync_lab, sync_lab.dsn()) as conn:
+                return {r[0] for r in conn.execute("select id from t_failover").fetchall()}
+        except psycopg.OperationalError:
+            return None
+
+    ids = wait_for(writable_ids, 60, "the new primary to accept read-write sessions")
+    assert set(acked) <= ids, "acknowledged commits lost in synchronous mode"
     wait_for(
         lambda: int(members(sync_lab)[new].get("timeline") or 0) > timeline, 30, "the new leader on a new timeline"
     )
