@@ -21,6 +21,7 @@ import time
 from pgha.settings import SettingsError
 
 from . import cluster as c
+from . import qemu
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -28,7 +29,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         print("machines cannot run here:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    m = c.open_machines(args.stack, args.run_dir)
+    m = c.open_machines(args.stack, args.run_dir, args.name)
     if args.nodes:
         wanted = args.nodes.split(",")
         unknown = sorted(set(wanted) - {s.name for s in m.specs})
@@ -39,6 +40,19 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             return 2
         m.specs = [s for s in m.specs if s.name in wanted]
+    vms = vm_nodes(m, args.backend, args.vms)
+    if isinstance(vms, str):
+        print(vms, file=sys.stderr)
+        return 2
+    if vms:
+        problems = qemu.prerequisites()
+        try:
+            qemu.host_accel(args.accel)
+        except ValueError as e:
+            problems.append(str(e))
+        if problems:
+            print("machines cannot run VMs here:\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 2
     t0 = time.monotonic()
     if m.running():
         print(f"machines {m.stack} already running in {m.run_dir}; validating")
@@ -47,11 +61,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             print("cleaning up a previous run that is no longer running")
             c.down(m, log=lambda s: None)
             specs = m.specs
-            m = c.open_machines(args.stack, args.run_dir)
+            m = c.open_machines(args.stack, args.run_dir, args.name)
             m.specs = specs
-        c.boot(m, exact=args.exact)
+        c.boot(m, exact=args.exact, vms=vms, accel=args.accel)
     try:
-        ok = c.wait_cloud_init(m, timeout=args.timeout)
+        ok = c.wait_cloud_init(m, timeout=args.timeout or (c.VM_BOOT_TIMEOUT if vms else c.BOOT_TIMEOUT))
     except c.MachinesError as e:
         print(f"FAILED: {e}", file=sys.stderr)
         ok = False
@@ -78,8 +92,26 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def vm_nodes(m: c.Machines, backend: str, vms: str | None) -> set[str] | str:
+    """Which nodes boot as qemu VMs: every node but the bastion with ``--backend qemu``
+    (its "public" NIC is a host veth: it stays a container), or those ``--vms`` names.
+    A string is the error to print."""
+    names = {s.name for s in m.specs}
+    if vms:
+        wanted = set(vms.split(","))
+        bad = sorted(wanted - names)
+        if bad:
+            return f"--vms: unknown or not booted node(s) {', '.join(bad)}; booting {', '.join(sorted(names))}"
+        if any(s.public_address for s in m.specs if s.name in wanted):
+            return "--vms: the bastion runs as a container (its public NIC is a host veth); pick cluster nodes"
+        return wanted
+    if backend == "qemu":
+        return {s.name for s in m.specs if not s.public_address}
+    return set()
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    m = c.open_machines(args.stack, args.run_dir)
+    m = c.open_machines(args.stack, args.run_dir, args.name)
     if not m.state:
         print(f"machines {m.stack}: not running ({m.run_dir})")
         return 3
@@ -88,7 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    m = c.open_machines(args.stack, args.run_dir)
+    m = c.open_machines(args.stack, args.run_dir, args.name)
     left = c.down(m, keep_logs=not args.clean)
     if left:
         print("left behind:\n  " + "\n  ".join(left), file=sys.stderr)
@@ -98,7 +130,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
-    m = c.open_machines(args.stack, args.run_dir)
+    m = c.open_machines(args.stack, args.run_dir, args.name)
     if not m.ssh_config.exists():
         print(f"machines {m.stack} not up", file=sys.stderr)
         return 3
@@ -106,7 +138,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    m = c.open_machines(args.stack, args.run_dir)
+    m = c.open_machines(args.stack, args.run_dir, args.name)
     print(c.collect_logs(m))
     return 0
 
@@ -114,7 +146,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_drill(args: argparse.Namespace) -> int:
     from . import drills
 
-    return drills.cmd_drill(c.open_machines(args.stack, args.run_dir), args.scenarios)
+    return drills.cmd_drill(c.open_machines(args.stack, args.run_dir, args.name), args.scenarios)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--stack", default="dev")
     ap.add_argument(
+        "--name",
+        help="machines instance name (default: the stack's): namespaces, hostnames, run dir;"
+        " boots a second copy of a stack beside one already up",
+    )
+    ap.add_argument(
         "--run-dir",
         type=lambda p: __import__("pathlib").Path(p),
         default=None,
@@ -130,10 +167,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up")
-    up.add_argument("--timeout", type=float, default=c.BOOT_TIMEOUT, help="seconds for cloud-init on every node")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        help=f"seconds for cloud-init on every node (default {c.BOOT_TIMEOUT}, {c.VM_BOOT_TIMEOUT} with VMs)",
+    )
     up.add_argument("--nodes", help="boot only these nodes, e.g. etcd1,bastion (experiments: a late etcd peer, ...)")
     up.add_argument(
         "--exact", action="store_true", help="no container overrides (patroni.watchdog stays as the stack says)"
+    )
+    up.add_argument(
+        "--backend",
+        choices=("nspawn", "qemu"),
+        default="nspawn",
+        help="nspawn: containers (default, fast); qemu: every node but the bastion as a full VM (see docs/machines.md)",
+    )
+    up.add_argument("--vms", help="these nodes as qemu VMs, the rest as containers, e.g. --vms pg1")
+    up.add_argument(
+        "--accel",
+        choices=("auto", "kvm", "tcg"),
+        default="auto",
+        help="qemu accelerator: auto = KVM with hardware virtualization (vmx/svm), else TCG",
     )
     up.add_argument(
         "--validate-anyway", action="store_true", help="run the validation even if cloud-init did not finish"
@@ -146,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("remote", nargs=argparse.REMAINDER, help="command to run (default: a login shell)")
     sub.add_parser("logs")
     dr = sub.add_parser("drill")
-    dr.add_argument("scenarios", nargs="+", choices=("node-death", "switchover"))
+    dr.add_argument("scenarios", nargs="+", choices=("node-death", "switchover", "frozen-primary"))
     args = ap.parse_args(argv)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from lab.topology import new_passwords
 from pgha.secrets import Passwords
 from pgha.settings import Settings
 
-from . import image, net, nodes, render, seed, ssh
+from . import image, net, nodes, qemu, render, seed, ssh
 from .spec import NodeSpec, StackNet, machine_name, node_specs, stack_net
 
 RUN_ROOT = Path(os.environ.get("PGHA_MACHINES_RUN", "/var/lib/pgha-machines"))
@@ -37,6 +37,7 @@ REQUIRED_TOOLS = (
     "journalctl",
 )
 BOOT_TIMEOUT = 900  #: seconds for every node's cloud-init to finish
+VM_BOOT_TIMEOUT = 3600  #: the same with qemu VMs (TCG: ~10x slower than a container)
 
 Log = Callable[[str], None]
 
@@ -66,6 +67,8 @@ class Machines:
     net: StackNet
     specs: list[NodeSpec]
     state: dict[str, Any] = field(default_factory=dict)
+    #: the stack's settings as they are (no container override): what a VM node boots with
+    exact: Settings | None = None
 
     @property
     def state_file(self) -> Path:
@@ -90,19 +93,40 @@ class Machines:
     def pid(self, node: str) -> int | None:
         return (self.state.get("nodes", {}).get(node) or {}).get("pid")
 
+    def backend(self, node: str) -> str:
+        """``nspawn`` (container) or ``qemu`` (VM): per node, recorded by ``boot``."""
+        return str((self.state.get("nodes", {}).get(node) or {}).get("backend", "nspawn"))
+
+    def vm_paths(self, node: str) -> qemu.VmPaths:
+        return qemu.VmPaths(self.run_dir / "nodes" / node)
+
+    def settings_for(self, node: str) -> Settings:
+        """What the node was booted with: VMs get the stack's settings unchanged."""
+        return self.exact if self.backend(node) == "qemu" and self.exact else self.settings
+
     def is_up(self, node: str) -> bool:
+        if self.backend(node) == "qemu":
+            return qemu.alive(self.pid(node), self.machine(node))
         return nodes.alive(self.pid(node), self.machine(node))
 
     def running(self) -> bool:
         return any(self.is_up(s.name) for s in self.specs)
 
 
-def open_machines(stack: str, run_dir: Path | None = None) -> Machines:
-    run_dir = run_dir or RUN_ROOT / stack
+def open_machines(stack: str, run_dir: Path | None = None, name: str | None = None) -> Machines:
+    """``name``: the machines' instance name (default: the stack's, or the one the run dir
+    was booted with): namespaces, hostnames, machine names and the default run dir derive
+    from it, so a second copy of a stack can run beside another (``--name``)."""
+    run_dir = run_dir or RUN_ROOT / (name or stack)
+    state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").exists() else {}
+    name = name or state.get("name") or stack
     settings = render.load_settings(stack)
+    if name != stack:
+        settings = replace(settings, stack=name)
     m = Machines(stack=stack, run_dir=run_dir, settings=settings, net=stack_net(settings), specs=node_specs(settings))
-    if m.state_file.exists():
-        m.state = json.loads(m.state_file.read_text())
+    m.exact = settings
+    if state:
+        m.state = state
         if m.state.get("container_overrides"):
             m.settings = render.container_settings(settings)[0]
     return m
@@ -127,22 +151,36 @@ def load_passwords(run_dir: Path) -> Passwords:
     return Passwords(**json.loads(path.read_text()))
 
 
-def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
+def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | None = None, accel: str = "auto") -> None:
     """Build/reuse the image, render, wire the network, start every node at once.
-    ``exact``: the stack's settings as they are (no CONTAINER_OVERRIDES)."""
+    ``exact``: the stack's settings as they are (no CONTAINER_OVERRIDES) on containers too.
+    ``vms``: nodes booted as qemu VMs (the rest are containers); a VM always boots the
+    stack's settings as they are (it has a kernel watchdog)."""
+    vms = vms or set()
     base = image.build(log=log)
+    vm_image = vm_accel = None
+    if vms:
+        vm_image = qemu.build_image(log=log)
+        vm_accel, why = qemu.host_accel(accel)
+        log(f"qemu: {len(vms)} VM(s) ({', '.join(sorted(vms))}), accel {vm_accel}: {why}; nice -n {qemu.NICE}")
     m.run_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(m.run_dir, 0o700)
     key, pub = render.deploy_key(m.run_dir / "deploy_key")
     settings = render.with_deploy_key(m.settings, pub)
-    if not exact:
-        settings, changed = render.container_settings(settings)
+    container = settings
+    if not exact and any(s.role == "patroni" and s.name not in vms for s in m.specs):
+        container, changed = render.container_settings(settings)
         for c in changed:
             log(f"container override (a container has no kernel watchdog): {c}")
     passwords = new_passwords()
     # Host keys generated here and pinned by SSH, as the stack generates and the deploy pins them.
     host_keys = {spec.name: render.new_host_key() for spec in m.specs}
-    user_data, ca_pem = render.render_nodes(settings, passwords, host_keys)
+    ca = render.new_ca(settings)
+    user_data, ca_pem = render.render_nodes(container, passwords, host_keys, ca)
+    if vms:
+        user_data.update(
+            {n: u for n, u in render.render_nodes(settings, passwords, host_keys, ca)[0].items() if n in vms}
+        )
     (m.run_dir / "ca.crt").write_text(ca_pem)
     (m.run_dir / "known_hosts").write_text("".join(f"{n} {k.public}\n" for n, k in host_keys.items()))
     save_passwords(m.run_dir, passwords)  # the drills' writers connect as the app user
@@ -155,13 +193,16 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
         )
     )
     # Validate against what was booted (the deploy's checks read settings: watchdog mode).
+    m.exact = m.settings
     m.settings = render.container_settings(m.settings)[0] if not exact else m.settings
     m.state = {
         "stack": m.stack,
+        "name": m.settings.stack,
         "base": str(base),
         "nodes": {},
         "started": time.time(),
         "container_overrides": not exact,
+        "accel": vm_accel,
     }
     m.state["ip_forward_before"] = net.setup(m.net)
     m.save()
@@ -169,20 +210,33 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
     run_id = f"{int(time.time())}"
     for spec in m.specs:
         p = m.paths(spec.name)
-        net.add_node(m.net, spec)
-        nodes.prepare(p, base, image.apt_cache_dir())
-        instance = f"i-{m.stack}-{spec.name}-{run_id}"
-        nodes.write_seed(
-            p, seed.meta_data(spec, instance, [pub]), user_data[spec.name], seed.network_config_yaml(spec, nameservers)
+        instance = f"i-{m.settings.stack}-{spec.name}-{run_id}"
+        files = (
+            seed.meta_data(spec, instance, [pub]),
+            user_data[spec.name],
+            seed.network_config_yaml(spec, nameservers),
         )
+        vol = nodes.volume_id(spec.name, m.settings.stack) if spec.role == "patroni" else None
+        loop = None
+        if spec.name in vms:
+            assert vm_image
+            vp = m.vm_paths(spec.name)
+            qemu.prepare(vp, vm_image)
+            qemu.write_seed(vp, *files)
+            qemu.add_tap(m.net, spec)
+            if vol:
+                qemu.data_disk(vp, m.settings.patroni.volume_size_gb)
+        else:
+            net.add_node(m.net, spec)
+            nodes.prepare(p, base, image.apt_cache_dir())
+            nodes.write_seed(p, *files)
+            if vol:
+                loop = nodes.attach_data_disk(p, m.settings.patroni.volume_size_gb)
         (p.dir / "user-data").write_text(user_data[spec.name])
         os.chmod(p.dir / "user-data", 0o600)
-        loop = vol = None
-        if spec.role == "patroni":
-            loop = nodes.attach_data_disk(p, m.settings.patroni.volume_size_gb)
-            vol = nodes.volume_id(spec.name, m.stack)
         m.state["nodes"][spec.name] = {
             "machine": m.machine(spec.name),
+            "backend": "qemu" if spec.name in vms else "nspawn",
             "loop": loop,
             "volume_id": vol,
             "root": str(p.root),
@@ -190,22 +244,65 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
         m.save()
     # Started together, last: etcd's first start blocks until a quorum of members is up.
     for spec in m.specs:
-        p = m.paths(spec.name)
-        st = m.state["nodes"][spec.name]
-        pid = nodes.start(
-            nodes.nspawn_command(spec, m.machine(spec.name), p, st["loop"], st["volume_id"]),
-            p.console,
-            m.machine(spec.name),
-        )
-        st["pid"] = pid
+        m.state["nodes"][spec.name]["pid"] = start_node(m, spec, vm_image)
         m.save()
     log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")
+
+
+def start_node(m: Machines, spec: NodeSpec, vm_image: qemu.VmImage | None = None) -> int:
+    """Start (or start again, after a power loss) a node that ``boot`` prepared."""
+    st = m.state["nodes"][spec.name]
+    if st.get("backend") == "qemu":
+        img = vm_image or qemu.build_image(log=lambda s: None)
+        vp = m.vm_paths(spec.name)
+        cmd = qemu.qemu_command(
+            spec, m.machine(spec.name), vp, img, m.net.netns, m.state.get("accel") or "tcg", st["volume_id"]
+        )
+        return qemu.start(cmd, vp)
+    p = m.paths(spec.name)
+    nodes.remove_cgroups(m.machine(spec.name))  # a dead container's empty cgroups
+    return nodes.start(
+        nodes.nspawn_command(spec, m.machine(spec.name), p, st["loop"], st["volume_id"]),
+        p.console,
+        m.machine(spec.name),
+    )
+
+
+def vm_cloud_init_state(m: Machines, node: str) -> tuple[str, list[str]]:
+    """A VM's disk cannot be read from the host while it runs: the stage comes from its
+    console; once cloud-init says it finished, its status.json is read over SSH (cached)."""
+    cache = m.state.setdefault("vm_cloud_init", {})
+    if node in cache:
+        return cache[node][0], cache[node][1]
+    console = m.vm_paths(node).console
+    stage = qemu.console_stage(console.read_text(errors="replace") if console.exists() else "")
+    if stage != "finished":
+        return stage, []
+    r = ssh.run(
+        m.ssh_config,
+        node,
+        "sudo cat /var/lib/cloud/data/status.json; echo; sudo test -e /var/lib/cloud/data/result.json && echo RESULT",
+        timeout=60,
+    )
+    status_text, _, rest = r.stdout.partition("\n\n")
+    if r.returncode not in (0, 1) or not status_text.strip():
+        return "finished (status.json: no SSH yet)", []
+    state = nodes.parse_cloud_init_status(status_text, "RESULT" in rest)
+    if state[0].startswith("done"):
+        cache[node] = list(state)
+    return state
+
+
+def cloud_init_state(m: Machines, node: str) -> tuple[str, list[str]]:
+    if m.backend(node) == "qemu":
+        return vm_cloud_init_state(m, node)
+    return nodes.cloud_init_state(m.paths(node).root)
 
 
 def progress_line(m: Machines, t0: float) -> tuple[str, bool]:
     parts, done = [], True
     for s in m.specs:
-        stage, errs = nodes.cloud_init_state(m.paths(s.name).root)
+        stage, errs = cloud_init_state(m, s.name)
         if not m.is_up(s.name):
             stage = "DEAD"
         if not stage.startswith("done"):
@@ -250,7 +347,8 @@ def _validate_node(m: Machines, spec: NodeSpec) -> Check:
     err = ssh.wait_reachable(m.ssh_config, spec.name, timeout=300)
     if err:
         return Check(spec.name, False, f"ssh to {spec.name} failed: {err}", time.monotonic() - t0)
-    script = etcd_script(m.settings, spec.name) if spec.role == "etcd" else patroni_script(m.settings, spec.name)
+    settings = m.settings_for(spec.name)
+    script = etcd_script(settings, spec.name) if spec.role == "etcd" else patroni_script(settings, spec.name)
     r = ssh.run(m.ssh_config, spec.name, script)
     out = (r.stdout + r.stderr).strip()
     return Check(spec.name, r.returncode == 0, out, time.monotonic() - t0)
@@ -300,6 +398,9 @@ def collect_logs(m: Machines) -> Path:
         p = m.paths(s.name)
         d = out / s.name
         d.mkdir(parents=True, exist_ok=True)
+        if m.backend(s.name) == "qemu":
+            collect_vm_logs(m, s.name, d)
+            continue
         for rel in (
             "var/log/cloud-init.log",
             "var/log/cloud-init-output.log",
@@ -321,6 +422,38 @@ def collect_logs(m: Machines) -> Path:
                     stderr=subprocess.STDOUT,
                 )
     return out
+
+
+VM_LOGS = (
+    "var/log/cloud-init.log var/log/cloud-init-output.log var/lib/cloud/data/status.json var/lib/cloud/data/result.json"
+)
+
+
+def collect_vm_logs(m: Machines, node: str, d: Path) -> None:
+    """A VM's console and qemu output from the host; its cloud-init files and journal over
+    SSH (its disk is in use), when it answers."""
+    vp = m.vm_paths(node)
+    for src in (vp.console, vp.qemu_log):
+        if src.exists():
+            shutil.copyfile(src, d / src.name)
+    if not m.is_up(node):
+        return
+    r = subprocess.run(
+        ["ssh", "-F", str(m.ssh_config), node, f"cd / && sudo tar -cf - --ignore-failed-read {VM_LOGS} 2>/dev/null"],
+        check=False,
+        capture_output=True,
+        timeout=120,
+    )
+    if r.stdout:
+        subprocess.run(["tar", "-C", str(d), "--transform=s,.*/,,", "-xf", "-"], input=r.stdout, check=False)
+    with open(d / "journal.txt", "w") as f:
+        subprocess.run(
+            ["ssh", "-F", str(m.ssh_config), node, "sudo journalctl -b --no-pager -o short-monotonic"],
+            check=False,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=120,
+        )
 
 
 # ------------------------------------------------------------------ status
@@ -346,7 +479,7 @@ def status_rows(m: Machines) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for s in m.specs:
         up = m.is_up(s.name)
-        stage = nodes.cloud_init_state(m.paths(s.name).root)[0] if up else "-"
+        stage = cloud_init_state(m, s.name)[0] if up else "-"
         role = patroni_role(m, s) if up and s.role == "patroni" else "-"
         rows.append((s.name, s.address, "up" if up else "down", stage, role))
     return rows
@@ -368,7 +501,7 @@ def leftovers(m: Machines) -> list[str]:
     r = subprocess.run(check=False, args=["losetup", "-a"], capture_output=True, text=True).stdout
     out += [f"loop {line.split(':')[0]}" for line in r.splitlines() if str(m.run_dir) in line]
     out += [f"cgroup {d}" for s in m.specs for d in nodes.cgroup_dirs(m.machine(s.name)) if d.exists()]
-    prefix = f"--machine=pgha-{m.stack}-"
+    prefix = f"--machine=pgha-{m.settings.stack}-"
     for pid in (int(x) for x in os.listdir("/proc") if x.isdigit()):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -376,7 +509,13 @@ def leftovers(m: Machines) -> list[str]:
             continue
         if "systemd-nspawn" in cmd and prefix in cmd:
             out.append(f"process {pid} {cmd[:80]}")
-    return out
+    return out + qemu.our_processes(m.settings.stack)
+
+
+def stop_node(m: Machines, node: str) -> str:
+    if m.backend(node) == "qemu":
+        return qemu.stop(m.pid(node), m.machine(node))
+    return nodes.stop(m.pid(node), m.machine(node))
 
 
 def down(m: Machines, log: Log = print, keep_logs: bool = True) -> list[str]:
@@ -384,7 +523,7 @@ def down(m: Machines, log: Log = print, keep_logs: bool = True) -> list[str]:
     veths, bridge and nft tables, delete node dirs. Returns what is still left (verified)."""
     node_state = m.state.get("nodes", {})
     with ThreadPoolExecutor(max(1, len(m.specs))) as ex:
-        results = list(ex.map(lambda s: (s.name, nodes.stop(m.pid(s.name), m.machine(s.name))), m.specs))
+        results = list(ex.map(lambda s: (s.name, stop_node(m, s.name)), m.specs))
     for name, what in results:
         if what != "not running":
             log(f"  {name}: {what}")

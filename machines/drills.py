@@ -19,6 +19,15 @@ On machines that are up and validated (``python -m machines up``):
   a replica.
 - ``switchover``: ``POST /switchover`` on the leader's Patroni REST API (TLS, verified
   with the stack's CA, the REST credentials of the rendered patroni.yml).
+- ``frozen-primary`` (the primary must be a qemu VM: ``up --vms pg1`` or ``--backend
+  qemu``; a switchover to a VM comes first when the primary is a container): inside the
+  VM, SIGSTOP the postmaster, then every process of Patroni's service (Patroni, every
+  backend), as lab/drills/faults.py freezes a node on loopback. Nothing resumes them:
+  the kernel's softdog, armed by Patroni (``watchdog: required``, timeout ttl -
+  safety_margin) and no longer fed, must reset the VM before the leader key expires and
+  a replica is promoted. Measured: freeze -> reset (the softdog's line or the next boot's
+  banner on the VM's console), freeze -> promotion, the writer's RTO; then the VM boots
+  again (udev, the data volume's fstab mount) and must rejoin as a streaming replica.
 
 The verdicts are the lab's (lab/drills/detect.py): RTO, acknowledged-but-lost writes,
 two writable primaries; the table is lab/drills/report.py's. Exit 1 if a safety
@@ -51,7 +60,7 @@ from pgha.settings import ROOT, Settings
 from . import cluster as c
 from . import nodes, ssh
 
-SCENARIOS = ("node-death", "switchover")
+SCENARIOS = ("node-death", "switchover", "frozen-primary")
 WRITER = "libpq"
 
 
@@ -150,9 +159,27 @@ def breaches(result: dict[str, Any]) -> list[str]:
         out.append(f"no new primary (still {result['old_leader']})")
     if cl.get("rto_s") is None:
         out.append("writes did not resume after the fault")
-    if result["scenario"] == "node-death" and result.get("rejoin_s") is None:
+    if result["scenario"] in ("node-death", "frozen-primary") and result.get("rejoin_s") is None:
         out.append(f"{result['old_leader']} did not rejoin as a streaming replica")
+    if result["scenario"] == "frozen-primary":
+        if result.get("reset_s") is None:
+            out.append(f"the watchdog did not reset the frozen primary {result['old_leader']}")
+        elif result.get("promoted_s") is not None and result["reset_s"] >= result["promoted_s"]:
+            out.append(
+                f"{result['old_leader']} was reset {result['reset_s']} s after the freeze, not before the"
+                f" promotion ({result['promoted_s']} s): the leader key expired first"
+            )
     return out
+
+
+#: What resets a VM: the softdog's own line, else the next boot's kernel banner.
+RESET_MARKERS = ("softdog: Initiating system reboot", "Linux version ")
+
+
+def reset_seen(console_tail: str) -> str | None:
+    """The first reset marker in the console text written since the freeze."""
+    hits = [(console_tail.find(mk), mk) for mk in RESET_MARKERS if mk in console_tail]
+    return min(hits)[1] if hits else None
 
 
 # ------------------------------------------------------------------ the load (inside the vRack namespace)
@@ -247,9 +274,9 @@ def docs(m: c.Machines, names: list[str]) -> dict[str, dict[str, Any] | None]:
     return {n: patroni_doc(m, n) for n in names}
 
 
-def switchover(m: c.Machines, leader: str) -> str:
+def switchover(m: c.Machines, leader: str, candidate: str | None = None) -> str:
     pw = c.load_passwords(m.run_dir).rest_api
-    body = json.dumps({"leader": leader})
+    body = json.dumps({"leader": leader, **({"candidate": candidate} if candidate else {})})
     headers = ["-H", "Content-Type: application/json"]
     r = rest_call(
         m,
@@ -263,9 +290,18 @@ def switchover(m: c.Machines, leader: str) -> str:
 
 
 def kill_container(m: c.Machines, node: str) -> str:
-    """Power loss: SIGKILL to every process of the container at once."""
+    """Power loss: SIGKILL to every process of the container at once (a VM: its qemu)."""
     pid = m.pid(node)
     machine = m.machine(node)
+    if m.backend(node) == "qemu":
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 10
+        while m.is_up(node) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid or 0, os.WNOHANG)
+            time.sleep(0.05)
+        return f"SIGKILL qemu {pid}"
     killed = ""
     for d in nodes.cgroup_dirs(machine):
         if (d / "cgroup.kill").exists():
@@ -289,16 +325,50 @@ def restart_node(m: c.Machines, node: str) -> int:
     """Boot the node again as ``up`` does: same overlay (still mounted), same data disk
     (still attached), same nspawn command; cloud-init sees the same instance-id."""
     spec = next(s for s in m.specs if s.name == node)
-    st = m.state["nodes"][node]
-    nodes.remove_cgroups(m.machine(node))  # the dead container's empty cgroups
-    pid = nodes.start(
-        nodes.nspawn_command(spec, m.machine(node), m.paths(node), st["loop"], st["volume_id"]),
-        m.paths(node).console,
-        m.machine(node),
-    )
-    st["pid"] = pid
+    pid = c.start_node(m, spec)
+    m.state["nodes"][node]["pid"] = pid
     m.save()
     return pid
+
+
+#: Run as root in the VM: SIGSTOP the postmaster first (it forks nothing new), then every
+#: process of Patroni's service (Patroni and every backend: KillMode=process keeps them in
+#: its cgroup). Prints how many processes are stopped.
+FREEZE = (
+    "set -eu; cg=/sys/fs/cgroup/system.slice/pgha-patroni.service;"
+    " pm=$(pgrep -o -x -u postgres postgres); kill -STOP $pm; kill -STOP $(cat $cg/cgroup.procs);"
+    " grep -l '^State:.*stopped' $(sed 's,.*,/proc/&/status,' $cg/cgroup.procs) | wc -l"
+)
+#: The watchdog Patroni armed: state (active), timeout (s), identity (softdog).
+WATCHDOG = "cd /sys/class/watchdog/watchdog0 && echo $(cat identity) $(cat state) $(cat timeout)"
+
+
+def ssh_master(m: c.Machines, node: str) -> list[str]:
+    """ssh options reusing one connection (opened here): the freeze lands within
+    milliseconds of the command, not after a handshake with a slow (TCG) sshd."""
+    path = m.run_dir / f"ssh-{node}.ctl"
+    opts = ["-o", f"ControlPath={path}", "-o", "ControlMaster=auto", "-o", "ControlPersist=120"]
+    subprocess.run(["ssh", "-F", str(m.ssh_config), *opts, node, "true"], check=False, capture_output=True, timeout=60)
+    return opts
+
+
+def vm_leader(m: c.Machines, leader: str, log: c.Log) -> str:
+    """The frozen-primary drill needs the primary on a VM: switch over to one if needed."""
+    if m.backend(leader) == "qemu":
+        return leader
+    vms = [n for n in pg_nodes(m) if m.backend(n) == "qemu"]
+    if not vms:
+        raise c.MachinesError("frozen-primary needs a Patroni node on a VM: up --vms pg1 (or --backend qemu)")
+    log(f"switchover {leader} -> {vms[0]} (the frozen primary must be a VM: a container has no kernel watchdog)")
+    log(f"  {switchover(m, leader, vms[0])}")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if leader_of(docs(m, pg_nodes(m))) == [vms[0]] and all(
+            is_streaming_replica(patroni_doc(m, n)) for n in pg_nodes(m) if n != vms[0]
+        ):
+            return vms[0]
+        time.sleep(1)
+    raise c.MachinesError(f"switchover to {vms[0]} did not complete in 120 s")
 
 
 def remount_data(m: c.Machines, node: str) -> str | None:
@@ -336,6 +406,23 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         raise c.MachinesError(f"need exactly one running primary before the drill, found {leaders or 'none'}")
     old = leaders[0]
     c.load_passwords(m.run_dir)  # fail early, before the load
+    frozen = scenario == "frozen-primary"
+    ssh_opts: list[str] = []
+    watchdog = ""
+    if frozen:
+        old = vm_leader(m, old, log)
+        ssh_opts = ssh_master(m, old)
+        r = subprocess.run(
+            ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c '{WATCHDOG}'"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        watchdog = r.stdout.strip()
+        if "active" not in watchdog.split():
+            raise c.MachinesError(f"{old}: no active watchdog ({watchdog or r.stderr.strip()}): Patroni did not arm it")
+        log(f"{old}: watchdog {watchdog} (identity, state, timeout s)")
     out_dir.mkdir(parents=True, exist_ok=True)
     tl = Timeline(out_dir / "timeline.jsonl")
     stop_file = out_dir / "stop"
@@ -374,6 +461,9 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         stderr=subprocess.STDOUT,
     )
     result: dict[str, Any] = {"number": 1, "scenario": scenario, "stack": m.stack, "old_leader": old}
+    if frozen:
+        result["watchdog"] = watchdog
+    console = m.vm_paths(old).console
     try:
         deadline = now() + 30
         while now() < deadline and acks_after(tl.read()[0], 0) < 20:
@@ -383,18 +473,42 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         if acks_after(tl.read()[0], 0) < 20:
             raise c.MachinesError(f"no steady writes after 30 s; see {out_dir}/load.log")
         time.sleep(settle)
+        console_at = console.stat().st_size if frozen and console.exists() else 0
         fault_t = now()
         if scenario == "node-death":
             what = kill_container(m, old)
             marks.append({"t": fault_t, "kind": "fault", "label": f"{old} killed"})
+        elif frozen:
+            r = subprocess.run(
+                ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c '{FREEZE}'"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            frozen_t = now()
+            what = f"{r.stdout.strip() or '?'} processes stopped (SIGSTOP) in {frozen_t - fault_t:.2f} s"
+            if r.returncode != 0:
+                raise c.MachinesError(f"freeze on {old} failed: {(r.stdout + r.stderr).strip()}")
+            result["freeze_ssh_s"] = round(frozen_t - fault_t, 3)
+            marks.append({"t": fault_t, "kind": "fault", "label": f"{old} frozen (SIGSTOP)"})
         else:
             what = switchover(m, old)
             marks.append({"t": fault_t, "kind": "fault", "label": f"switchover from {old}"})
         log(f"[{fault_t:6.2f}s] {scenario}: {old}: {what}")
         new: str | None = None
-        promoted_t = resumed_t = None
+        promoted_t = resumed_t = reset_t = None
         deadline = now() + 120
-        while now() < deadline and (new is None or resumed_t is None):
+        while now() < deadline and (new is None or resumed_t is None or (frozen and reset_t is None)):
+            if frozen and reset_t is None:
+                with open(console, errors="replace") as cf:
+                    cf.seek(console_at)
+                    seen = reset_seen(cf.read())
+                if seen:
+                    reset_t = now()
+                    result["reset_marker"] = seen.strip()
+                    marks.append({"t": reset_t, "kind": "restore", "label": f"{old} reset by its watchdog"})
+                    log(f"[{reset_t:6.2f}s] {old} reset ({seen.strip()!r} on its console)")
             if new is None:
                 ls = leader_of(docs(m, [n for n in pgs if n != old]))
                 if ls:
@@ -407,19 +521,22 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         result.update(
             new_leader=new, failover=new is not None, promoted_s=promoted_t and round(promoted_t - fault_t, 2)
         )
+        if frozen:
+            result["reset_s"] = reset_t and round(reset_t - fault_t, 2)
         rejoin_s = None
         if scenario == "node-death":
             restart_t = now()
             pid = restart_node(m, old)
             marks.append({"t": restart_t, "kind": "restore", "label": f"{old} booted"})
             log(f"[{restart_t:6.2f}s] {old} booting again (nspawn pid {pid})")
-            err = remount_data(m, old)
-            marks.append({"t": now(), "kind": "restore", "label": f"{old}: data disk mounted (container: no udev)"})
-            if err:
-                notes.append(err)
-            log(f"[{now():6.2f}s] {old}: data disk mounted by hand (a container has no udev), Patroni restarted")
-        restart_t = now()
-        deadline = now() + 240
+            if m.backend(old) != "qemu":  # a VM's udev and fstab mount the data disk by themselves
+                err = remount_data(m, old)
+                marks.append({"t": now(), "kind": "restore", "label": f"{old}: data disk mounted (container: no udev)"})
+                if err:
+                    notes.append(err)
+                log(f"[{now():6.2f}s] {old}: data disk mounted by hand (a container has no udev), Patroni restarted")
+        restart_t = reset_t or now()
+        deadline = now() + (900 if m.backend(old) == "qemu" else 240)  # a TCG VM reboots in minutes
         while now() < deadline:
             if is_streaming_replica(patroni_doc(m, old)):
                 rejoin_s = round(now() - restart_t, 2)

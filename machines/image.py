@@ -61,16 +61,18 @@ def apt_cache_dir() -> Path:
     return CACHE / "apt"
 
 
-def image_dir(packages: list[str] | None = None) -> Path:
-    return CACHE / f"debian12-{image_key(packages)}"
+def image_dir(packages: list[str] | None = None, flavor: str = "debian12") -> Path:
+    """``flavor``: the cache name's prefix; each flavor (``debian12`` for containers,
+    ``debian12vm`` with a kernel for qemu) keeps its newest build (see :func:`prune`)."""
+    return CACHE / f"{flavor}-{image_key(packages)}"
 
 
-def rootfs(packages: list[str] | None = None) -> Path:
-    return image_dir(packages) / "rootfs"
+def rootfs(packages: list[str] | None = None, flavor: str = "debian12") -> Path:
+    return image_dir(packages, flavor) / "rootfs"
 
 
-def ready(packages: list[str] | None = None) -> bool:
-    return (image_dir(packages) / "ok").exists()
+def ready(packages: list[str] | None = None, flavor: str = "debian12") -> bool:
+    return (image_dir(packages, flavor) / "ok").exists()
 
 
 def _pems(path: Path) -> list[str]:
@@ -139,10 +141,10 @@ def _customize(root: Path) -> None:
         )
 
 
-def build(packages: list[str] | None = None, log: Callable[[str], None] = print) -> Path:
+def build(packages: list[str] | None = None, log: Callable[[str], None] = print, flavor: str = "debian12") -> Path:
     """The cached rootfs for ``packages``, built (~2-5 min cold) when missing."""
     packages = packages or PACKAGES
-    d = image_dir(packages)
+    d = image_dir(packages, flavor)
     if (d / "ok").exists():
         return d / "rootfs"
     if not shutil.which("mmdebstrap"):
@@ -184,12 +186,12 @@ def build(packages: list[str] | None = None, log: Callable[[str], None] = print)
 
 
 def prune(keep: Path) -> list[Path]:
-    """Remove other cached rootfs builds that no overlay mount uses (another stack's
-    running nodes keep theirs)."""
+    """Remove other cached rootfs builds of the same flavor that no overlay mount uses
+    (another stack's running nodes keep theirs; the other flavor's build stays)."""
     with open("/proc/self/mountinfo") as f:
         in_use = f.read()
     removed = []
-    for old in CACHE.glob("debian12-*"):
+    for old in CACHE.glob(f"{keep.name.rsplit('-', 1)[0]}-*"):
         if old == keep or not old.is_dir() or str(old) in in_use:
             continue
         subprocess.run(["rm", "-rf", "--one-file-system", str(old)], check=False)

@@ -246,11 +246,20 @@ def cloud_init_state(root: Path) -> tuple[str, list[str]]:
     booting | init-local | init | modules-config | modules-final | done | done-with-errors."""
     data = root / "var/lib/cloud/data"
     try:
-        status = json.loads((data / "status.json").read_text())["v1"]
-    except (OSError, ValueError, KeyError):
+        text = (data / "status.json").read_text()
+    except OSError:
+        return "booting", []
+    return parse_cloud_init_status(text, (data / "result.json").exists())
+
+
+def parse_cloud_init_status(text: str, finished: bool) -> tuple[str, list[str]]:
+    """(stage, errors) from the text of cloud-init's status.json (``finished``: result.json exists)."""
+    try:
+        status = json.loads(text)["v1"]
+    except (ValueError, KeyError, TypeError):
         return "booting", []
     errors = [f"{stage}: {e}" for stage, v in status.items() if isinstance(v, dict) for e in v.get("errors") or []]
-    if (data / "result.json").exists():
+    if finished:
         return ("done-with-errors" if errors else "done"), errors
     stage = status.get("stage")
     if not stage:

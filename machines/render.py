@@ -91,15 +91,24 @@ def new_host_key() -> SshHostKey:
     return SshHostKey(private=private.decode(), public=public.decode())
 
 
+def new_ca(settings: Settings) -> LabCA:
+    return LabCA(f"pgha-{settings.stack}-machines-ca")
+
+
 def render_nodes(
-    settings: Settings, passwords: Passwords | None = None, host_keys: dict[str, SshHostKey] | None = None
+    settings: Settings,
+    passwords: Passwords | None = None,
+    host_keys: dict[str, SshHostKey] | None = None,
+    ca: LabCA | None = None,
 ) -> tuple[dict[str, str], str]:
     """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
     plus ``"bastion"`` when the stack has one. ``passwords``: fresh random ones by default
-    (``boot`` makes them first and keeps them in the run dir for the drills)."""
+    (``boot`` makes them first and keeps them in the run dir for the drills). ``ca``: a
+    fresh one by default; ``boot`` passes one when it renders twice (containers with
+    CONTAINER_OVERRIDES, VMs without) so every node trusts the same CA."""
     plan = settings.plan
     target = Target.vm(settings, volume_ids={n.name: volume_id(n.name, settings.stack) for n in plan.patroni})
-    ca = LabCA(f"pgha-{settings.stack}-machines-ca")
+    ca = ca or new_ca(settings)
     passwords = passwords or new_passwords()
     keys = host_keys or {}
     etcd = {n.name: EtcdNodeSecrets(ca.pem, ca.issue(n.name, target.cert_sans(n)), keys.get(n.name)) for n in plan.etcd}

@@ -90,3 +90,36 @@ def test_breaches() -> None:
         "writes did not resume after the fault"
     ]
     assert NOT_COMMITTED  # the outcomes the load writes are the lab's
+
+
+def _frozen(**kw: Any) -> dict[str, Any]:
+    r: dict[str, Any] = {
+        "scenario": "frozen-primary",
+        "old_leader": "pg1",
+        "failover": True,
+        "dual_primary": [],
+        "rejoin_s": 90.0,
+        "promoted_s": 21.0,
+        "reset_s": 14.0,
+        "clients": {"libpq": {"acked_missing": [], "failed_present": [], "rto_s": 22.0}},
+    }
+    r.update(kw)
+    return r
+
+
+def test_frozen_primary_verdicts() -> None:
+    assert drills.breaches(_frozen()) == []
+    assert "did not reset" in " ".join(drills.breaches(_frozen(reset_s=None)))
+    late = drills.breaches(_frozen(reset_s=22.5))
+    assert len(late) == 1
+    assert "leader key expired first" in late[0]
+    assert "did not rejoin" in " ".join(drills.breaches(_frozen(rejoin_s=None)))
+    lost = drills.breaches(_frozen(clients={"libpq": {"acked_missing": [7], "failed_present": [], "rto_s": 1.0}}))
+    assert "1 acknowledged write(s) lost" in " ".join(lost)
+
+
+def test_reset_seen_on_the_console() -> None:
+    assert drills.reset_seen("") is None
+    assert drills.reset_seen("[  300.1] cloud-init[1]: something\n") is None
+    assert drills.reset_seen("[ 512.2] softdog: Initiating system reboot\nSeaBIOS\n") == drills.RESET_MARKERS[0]
+    assert drills.reset_seen("SeaBIOS\n[    0.000000] Linux version 6.1.0\n") == "Linux version "
