@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cloud_init.common import nova_user_data, served_user_data
 from components.validation import etcd_script, patroni_script
 from lab.topology import new_passwords
 from pgha.secrets import Passwords
@@ -213,7 +214,7 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
         instance = f"i-{m.settings.stack}-{spec.name}-{run_id}"
         files = (
             seed.meta_data(spec, instance, [pub]),
-            user_data[spec.name],
+            served_user_data(nova_user_data(user_data[spec.name])),
             seed.network_config_yaml(spec, nameservers),
         )
         vol = nodes.volume_id(spec.name, m.settings.stack) if spec.role == "patroni" else None

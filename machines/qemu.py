@@ -197,13 +197,18 @@ def prepare(paths: VmPaths, img: VmImage) -> None:
         )
 
 
-def write_seed(paths: VmPaths, meta_data: str, user_data: str, network_config: str) -> None:
-    """NoCloud ``cidata`` ISO with the three files (0600: user-data holds secrets)."""
+def write_seed(paths: VmPaths, meta_data: str, user_data: bytes, network_config: str) -> None:
+    """NoCloud ``cidata`` ISO with the three files (0600: user-data holds secrets);
+    ``user_data``: the bytes OVH's metadata serves (gzip), as nodes.write_seed gets them."""
     with tempfile.TemporaryDirectory(dir=paths.dir) as tmp:
         files = []
-        for name, content in (("meta-data", meta_data), ("user-data", user_data), ("network-config", network_config)):
+        for name, content in (
+            ("meta-data", meta_data.encode()),
+            ("user-data", user_data),
+            ("network-config", network_config.encode()),
+        ):
             f = Path(tmp) / name
-            f.write_text(content)
+            f.write_bytes(content)
             files.append(str(f))
         fd = os.open(paths.seed, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.close(fd)
