@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -413,7 +414,7 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         old = vm_leader(m, old, log)
         ssh_opts = ssh_master(m, old)
         r = subprocess.run(
-            ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c '{WATCHDOG}'"],
+            ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c {shlex.quote(WATCHDOG)}"],
             check=False,
             capture_output=True,
             text=True,
@@ -480,7 +481,7 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
             marks.append({"t": fault_t, "kind": "fault", "label": f"{old} killed"})
         elif frozen:
             r = subprocess.run(
-                ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c '{FREEZE}'"],
+                ["ssh", "-F", str(m.ssh_config), *ssh_opts, old, f"sudo sh -c {shlex.quote(FREEZE)}"],
                 check=False,
                 capture_output=True,
                 text=True,
