@@ -239,9 +239,13 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         # /dev/watchdog is in the "misc" subsystem, /dev/watchdog0 in "watchdog": re-apply the
         # rule to both by name, whether the device appeared before the rule was written or not.
         # required: no softdog, no Patroni (fail here, loudly); automatic: best effort.
+        # Reload first: udevd read the rule at write_files time, before the postgresql
+        # package created its user, and dropped it ("Unknown user 'postgres', ignoring";
+        # found booting a VM: /dev/watchdog stayed root-only).
         modprobe: list[str] | str = ["modprobe", "softdog"] if pg.watchdog == "required" else "modprobe softdog || true"
         runcmd += [
             modprobe,
+            ["udevadm", "control", "--reload"],
             ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"],
             ["udevadm", "settle"],
         ]

@@ -324,6 +324,20 @@ def test_watchdog_rule_covers_both_device_nodes() -> None:
     assert runcmd.index(["modprobe", "softdog"]) < runcmd.index(triggers[0])
 
 
+def test_watchdog_rule_is_reloaded_after_the_postgres_user_exists() -> None:
+    """udevd parses OWNER="postgres" when it reads the rule (write_files, before the
+    postgresql package creates the user) and drops it ("Unknown user 'postgres',
+    ignoring"); found booting a VM (machines --vms pg1): /dev/watchdog stayed root-only.
+    The runcmd (after packages) reloads the rules before re-triggering the devices."""
+    _, rendered = nodes("prod")
+    pg = next(n for n in rendered if n.role == "patroni")
+    cfg = cloud_config(pg)
+    assert "postgresql-15" in " ".join(str(p) for p in cfg["packages"])  # packages run before runcmd
+    runcmd = cfg["runcmd"]
+    trigger = next(i for i, c in enumerate(runcmd) if c[:2] == ["udevadm", "trigger"])
+    assert ["udevadm", "control", "--reload"] in runcmd[:trigger]
+
+
 def test_cloud_init_never_waits_for_peers() -> None:
     """etcd's first start lasts until quorum and Patroni's until etcd answers: cloud-init
     starts them without blocking (found booting Debian 12: runcmd hung on etcd)."""
