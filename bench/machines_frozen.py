@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from machines import cluster as c  # noqa: E402
 
 FIGURES = (
-    ("reset_s", "freeze -> VM reset by the softdog"),
+    ("guest_freeze_to_reset_s", "freeze -> softdog reboot (the VM's kernel clock)"),
+    ("reset_s", "freeze command sent -> reset seen on the console (host clock)"),
     ("promoted_s", "freeze -> replica promoted (seen)"),
     ("rto_s", "writer RTO (libpq multi-host DSN)"),
     ("rejoin_s", "reset -> old primary streams again"),
@@ -72,7 +73,7 @@ def main() -> int:
         cl = r["clients"]["libpq"]
         print(
             f"run {i}: {r['old_leader']}->{r['new_leader']} watchdog [{r.get('watchdog')}]"
-            f" reset {r.get('reset_s')} s ({r.get('reset_marker')}), promoted {r.get('promoted_s')} s,"
+            f" reset {r.get('guest_freeze_to_reset_s')} s in the VM / {r.get('reset_s')} s seen, promoted {r.get('promoted_s')} s,"
             f" RTO {cl.get('rto_s')} s, rejoin {r.get('rejoin_s')} s,"
             f" acked lost {len(cl.get('acked_missing') or [])} of {cl.get('committed')}, two primaries {len(r['dual_primary'])}"
         )

@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -175,6 +176,24 @@ def breaches(result: dict[str, Any]) -> list[str]:
 
 #: What resets a VM: the softdog's own line, else the next boot's kernel banner.
 RESET_MARKERS = ("softdog: Initiating system reboot", "Linux version ")
+
+
+def _kernel_time(line: str) -> float | None:
+    m = re.match(r"\s*\[\s*(\d+\.\d+)\]", line)
+    return float(m.group(1)) if m else None
+
+
+def guest_freeze_to_reset(console_tail: str) -> float | None:
+    """Seconds from the freeze to the softdog's reboot, on the VM's own kernel clock (both
+    lines carry its timestamp): exact, whatever the host's polling and SSH latency."""
+    frozen = reset = None
+    for line in console_tail.splitlines():
+        if frozen is None and FROZEN_MARK in line:
+            frozen = _kernel_time(line[line.find("[") :]) if "[" in line else None
+        elif frozen is not None and RESET_MARKERS[0] in line:
+            reset = _kernel_time(line[line.find("[") :]) if "[" in line else None
+            break
+    return round(reset - frozen, 2) if frozen is not None and reset is not None else None
 
 
 def reset_seen(console_tail: str) -> str | None:
@@ -332,12 +351,15 @@ def restart_node(m: c.Machines, node: str) -> int:
     return pid
 
 
+#: Written to the VM's kernel log (so to its console, with the kernel's timestamp) once frozen.
+FROZEN_MARK = "pgha-drill: patroni and postgres frozen"
 #: Run as root in the VM: SIGSTOP the postmaster first (it forks nothing new), then every
 #: process of Patroni's service (Patroni and every backend: KillMode=process keeps them in
 #: its cgroup). Prints how many processes are stopped.
 FREEZE = (
     "set -eu; cg=/sys/fs/cgroup/system.slice/pgha-patroni.service;"
     " pm=$(pgrep -o -x -u postgres postgres); kill -STOP $pm; kill -STOP $(cat $cg/cgroup.procs);"
+    f" echo {FROZEN_MARK} > /dev/kmsg;"
     " grep -l '^State:.*stopped' $(sed 's,.*,/proc/&/status,' $cg/cgroup.procs) | wc -l"
 )
 #: The watchdog Patroni armed: state (active), timeout (s), identity (softdog).
@@ -348,9 +370,23 @@ def ssh_master(m: c.Machines, node: str) -> list[str]:
     """ssh options reusing one connection (opened here): the freeze lands within
     milliseconds of the command, not after a handshake with a slow (TCG) sshd."""
     path = m.run_dir / f"ssh-{node}.ctl"
-    opts = ["-o", f"ControlPath={path}", "-o", "ControlMaster=auto", "-o", "ControlPersist=120"]
-    subprocess.run(["ssh", "-F", str(m.ssh_config), *opts, node, "true"], check=False, capture_output=True, timeout=60)
-    return opts
+    # A TCG VM's sshd can take longer than the config's 5 s to send its banner.
+    opts = ["-o", f"ControlPath={path}", "-o", "ControlMaster=auto", "-o", "ControlPersist=300"]
+    opts += ["-o", "ConnectTimeout=30"]
+    deadline = time.monotonic() + 120
+    while True:
+        r = subprocess.run(
+            ["ssh", "-F", str(m.ssh_config), *opts, node, "true"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        if r.returncode == 0:
+            return opts
+        if time.monotonic() > deadline:
+            raise c.MachinesError(f"ssh to {node} failed: {r.stderr.strip()}")
+        time.sleep(2)
 
 
 def vm_leader(m: c.Machines, leader: str, log: c.Log) -> str:
@@ -524,6 +560,9 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         )
         if frozen:
             result["reset_s"] = reset_t and round(reset_t - fault_t, 2)
+            with open(console, errors="replace") as cf:
+                cf.seek(console_at)
+                result["guest_freeze_to_reset_s"] = guest_freeze_to_reset(cf.read())
         rejoin_s = None
         if scenario == "node-death":
             restart_t = now()

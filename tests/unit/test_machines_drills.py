@@ -123,3 +123,15 @@ def test_reset_seen_on_the_console() -> None:
     assert drills.reset_seen("[  300.1] cloud-init[1]: something\n") is None
     assert drills.reset_seen("[ 512.2] softdog: Initiating system reboot\nSeaBIOS\n") == drills.RESET_MARKERS[0]
     assert drills.reset_seen("SeaBIOS\n[    0.000000] Linux version 6.1.0\n") == "Linux version "
+
+
+def test_guest_freeze_to_reset_uses_the_vms_kernel_clock() -> None:
+    tail = (
+        f"[  790.100000] {drills.FROZEN_MARK}\n"
+        "[  795.0] cloud-init[1]: noise\n"
+        f"[  804.600000] {drills.RESET_MARKERS[0]}\n"
+        "SeaBIOS\n[    0.000000] Linux version 6.1.0\n"
+    )
+    assert drills.guest_freeze_to_reset(tail) == 14.5
+    assert drills.guest_freeze_to_reset(tail.split("[  804")[0]) is None  # not reset (yet)
+    assert drills.guest_freeze_to_reset(f"[  804.6] {drills.RESET_MARKERS[0]}\n") is None  # no freeze mark
