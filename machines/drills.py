@@ -144,14 +144,35 @@ def is_streaming_replica(doc: dict[str, Any] | None) -> bool:
     return bool(doc.get("replication_state", "streaming") == "streaming")
 
 
+def lost_around_freeze(writer: Iterable[Attempt], acked_missing: list[int], frozen_t: float) -> dict[str, list[int]]:
+    """Lost acknowledged writes, split at the moment the freeze command returned (every
+    process stopped): acknowledged before (the primary acknowledged them, then froze
+    before its WAL sender shipped them: asynchronous replication's RPO) or after (a frozen
+    or resumed primary acknowledging: the window the watchdog must close)."""
+    t1 = {a.seq: a.t1 for a in writer if a.outcome == COMMITTED}
+    lost = sorted(acked_missing)
+    return {
+        "acked_lost_before_freeze": [s for s in lost if t1.get(s, frozen_t + 1) <= frozen_t],
+        "acked_lost_after_freeze": [s for s in lost if t1.get(s, frozen_t + 1) > frozen_t],
+    }
+
+
 def breaches(result: dict[str, Any]) -> list[str]:
     """Why the drill failed ([] = passed): the safety invariants first, then whether the
-    drill did what it was meant to (a new primary, writes resumed, the node back)."""
+    drill did what it was meant to (a new primary, writes resumed, the node back).
+    frozen-primary on an asynchronous stack: writes acknowledged before the freeze and
+    never replicated are the stack's RPO (reported in notes); any other lost write fails."""
     out = []
     cl = result["clients"][WRITER]
+    async_rpo_only = (
+        result["scenario"] == "frozen-primary"
+        and result.get("synchronous_mode") is False
+        and "acked_lost_after_freeze" in result
+        and not result["acked_lost_after_freeze"]
+    )
     if cl.get("acked_missing") is None:
         out.append("acknowledged writes not verified (no read-back from the new primary)")
-    elif cl["acked_missing"]:
+    elif cl["acked_missing"] and not async_rpo_only:
         out.append(f"{len(cl['acked_missing'])} acknowledged write(s) lost: {cl['acked_missing'][:10]}")
     if cl.get("failed_present"):
         out.append(f"{len(cl['failed_present'])} write(s) reported not committed are present")
@@ -603,6 +624,14 @@ def run_drill(m: c.Machines, scenario: str, out_dir: Path, settle: float = 5.0, 
         "haproxy": {"rto_s": None},  # no HAProxy among the booted nodes
     }
     result["dual_primary"] = detect.dual_primaries(attempts)
+    if frozen and "freeze_ssh_s" in result:
+        split = lost_around_freeze(writer, result["clients"][WRITER]["acked_missing"], fault_t + result["freeze_ssh_s"])
+        result.update(split, synchronous_mode=m.settings_for(old).patroni.synchronous_mode)
+        if split["acked_lost_before_freeze"]:
+            notes.append(
+                f"{len(split['acked_lost_before_freeze'])} write(s) acknowledged by {old} before it was frozen"
+                " and never replicated (asynchronous replication: the stack's RPO, not the watchdog's window)"
+            )
     result["marks"] = marks
     result["notes"] = notes
     result["present_rows"] = None if present is None else len(present)

@@ -135,3 +135,26 @@ def test_guest_freeze_to_reset_uses_the_vms_kernel_clock() -> None:
     assert drills.guest_freeze_to_reset(tail) == 14.5
     assert drills.guest_freeze_to_reset(tail.split("[  804")[0]) is None  # not reset (yet)
     assert drills.guest_freeze_to_reset(f"[  804.6] {drills.RESET_MARKERS[0]}\n") is None  # no freeze mark
+
+
+def test_lost_writes_split_at_the_freeze() -> None:
+    writer = [
+        Attempt("libpq", 1, 0.0, 1.0, COMMITTED, "pg1"),
+        Attempt("libpq", 2, 1.0, 2.5, COMMITTED, "pg1"),  # acked while the freeze command ran
+        Attempt("libpq", 3, 2.5, 9.0, COMMITTED, "pg1"),  # acked after every process was stopped
+    ]
+    split = drills.lost_around_freeze(writer, [2, 3], frozen_t=3.0)
+    assert split == {"acked_lost_before_freeze": [2], "acked_lost_after_freeze": [3]}
+    assert drills.lost_around_freeze(writer, [7], 3.0)["acked_lost_after_freeze"] == [7]  # unknown: counted after
+
+
+def test_frozen_primary_async_rpo_is_reported_not_a_breach_but_sync_loss_is() -> None:
+    lost = {"libpq": {"acked_missing": [156], "failed_present": [], "rto_s": 21.8}}
+    rpo = _frozen(clients=lost, synchronous_mode=False, acked_lost_before_freeze=[156], acked_lost_after_freeze=[])
+    assert drills.breaches(rpo) == []
+    after = dict(rpo, acked_lost_before_freeze=[], acked_lost_after_freeze=[156])
+    assert "1 acknowledged write(s) lost" in " ".join(drills.breaches(after))
+    sync = dict(rpo, synchronous_mode=True)
+    assert "1 acknowledged write(s) lost" in " ".join(drills.breaches(sync))
+    unsplit = _frozen(clients=lost, synchronous_mode=False)  # no split (freeze not confirmed): a breach
+    assert drills.breaches(unsplit)
