@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .plan import AddressPlan, subnet_plan
+from .postgres_parameters import parameter_problems
 from .timing import DEFAULT_PROFILE, PATRONI_MIN_TTL, TIMING_PROFILES
 
 PROJECT = "pgha"
@@ -411,11 +412,8 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         problems.append(("patroni.rest_port", "must differ from patroni.port"))
     if pg["app_user"] is not None and pg["app_user"] in ("postgres", "replicator", "rewind_user"):
         problems.append(("patroni.app_user", f"'{pg['app_user']}' is reserved for Patroni's own roles"))
-    for key, value in sorted((pg["parameters"] or {}).items()):
-        if key in MANAGED_PARAMETERS:
-            problems.append((f"patroni.parameters.{key}", "is managed by pgha's templates; remove it"))
-        elif not isinstance(value, (str, int, float, bool)):
-            problems.append((f"patroni.parameters.{key}", f"must be a scalar, got {type(value).__name__}"))
+    # Names, types, units, ranges against PostgreSQL's own description (pgha/data/).
+    problems += parameter_problems(pg["parameters"] or {}, pg["postgres_version"] or 15, MANAGED_PARAMETERS)
     for i, c in enumerate(pg["app_cidrs"] or []):
         msg = _cidr(c)
         if msg:
