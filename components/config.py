@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from pgha.flavors import memory_warnings
 from pgha.placeholders import placeholder_problems
 from pgha.settings import PROJECT, SECTIONS, Settings, SettingsError, load
 
@@ -154,6 +155,9 @@ def load_stack_config() -> StackConfig:
     # The committed stacks' example values work in the lab; a deployment refuses them.
     problems += placeholder_problems(settings)
     dns_api = dns_api_keys(settings, problems)
+    pg = settings.patroni
+    for path, msg in memory_warnings(pg.flavor, pg.parameters, pg.postgres_version):
+        pulumi.log.warn(f"{path}: {msg}")
     if problems:
         raise SettingsError(problems)
     return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api)

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .flavors import memory_problems
 from .plan import AddressPlan, subnet_plan
 from .postgres_parameters import parameter_problems
 from .timing import DEFAULT_PROFILE, PATRONI_MIN_TTL, TIMING_PROFILES
@@ -414,6 +415,7 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         problems.append(("patroni.app_user", f"'{pg['app_user']}' is reserved for Patroni's own roles"))
     # Names, types, units, ranges against PostgreSQL's own description (pgha/data/).
     problems += parameter_problems(pg["parameters"] or {}, pg["postgres_version"] or 15, MANAGED_PARAMETERS)
+    problems += memory_problems(pg["flavor"], pg["parameters"] or {}, pg["postgres_version"] or 15)
     for i, c in enumerate(pg["app_cidrs"] or []):
         msg = _cidr(c)
         if msg:

@@ -109,3 +109,26 @@ def test_committed_example_values_fail_at_preview(harness, stack, paths):
     assert e.value.paths == paths, str(e.value)
     assert "set your" in str(e.value)
     assert load_stack_file(stack).stack == stack
+
+
+def test_memory_warnings_are_shown_at_preview(harness, monkeypatch):
+    """shared_buffers above 40 % of the flavor's RAM starts, so it is a warning, not an error."""
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:patroni"]["parameters"]["shared_buffers"] = "5GB"  # of b3-8's 8000 MiB
+    h.set_stack_config(doc)
+    warned: list[str] = []
+    monkeypatch.setattr("components.config.pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))
+    load_stack_config()
+    assert len(warned) == 1
+    assert warned[0].startswith("patroni.parameters.shared_buffers: 5GB is 64% of b3-8's RAM")
+
+
+def test_postgres_parameters_fail_at_preview_with_their_paths(harness):
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:patroni"]["parameters"] = {"shared_buffer": "2GB", "shared_buffers": "64GB"}
+    h.set_stack_config(doc)
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == {"patroni.parameters.shared_buffer", "patroni.parameters.shared_buffers"}
