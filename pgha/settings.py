@@ -57,7 +57,11 @@ MANAGED_PARAMETERS = frozenset(
 SSH_KEY_RE = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
 )
-REGION_RE = re.compile(r"^[A-Z]{2,5}[0-9]{0,2}$")
+#: OVH's OpenStack region names, uppercase as OpenStack wants them: one-AZ regions
+#: (GRA11, SBG5, BHS5, DE1, UK1, WAW1, SGP1, SYD1), 3-AZ and newer regions (EU-WEST-PAR,
+#: EU-SOUTH-MIL, CA-EAST-TOR, US-EAST-VA-1, US-WEST-OR-1, AP-SOUTHEAST-SYD-1) and Local
+#: Zones (EU-WEST-LZ-LUX-A).
+REGION_RE = re.compile(r"^([A-Z]{2,5}[0-9]{1,2}|[A-Z]{2}(-[A-Z]{2,9}){1,3}(-[0-9]{1,2}|-[A-Z])?)$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -144,6 +148,14 @@ def _regex(rx: re.Pattern[str], hint: str) -> Callable[[Any], str | None]:
     return lambda v: None if rx.match(v) else hint
 
 
+def _region(value: str) -> str | None:
+    if REGION_RE.match(value):
+        return None
+    if REGION_RE.match(value.upper()):
+        return f"OpenStack region names are uppercase: write {value.upper()}"
+    return f"{value!r} is not an OVH region name (e.g. GRA11, SBG5, BHS5, EU-WEST-PAR, US-EAST-VA-1)"
+
+
 _IDENT = _regex(NAME_RE, "a PostgreSQL identifier: lowercase, digits, _")
 
 # ---------------------------------------------------------------- the settings
@@ -151,9 +163,7 @@ _IDENT = _regex(NAME_RE, "a PostgreSQL identifier: lowercase, digits, _")
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    region: str = setting(
-        "OVH/OpenStack region, e.g. GRA11", check=_regex(REGION_RE, "must look like an OVH region, e.g. GRA11")
-    )
+    region: str = setting("OVH/OpenStack region, e.g. GRA11 or EU-WEST-PAR (same as openstack:region)", check=_region)
     cidr: str = setting("private IPv4 subnet of the vRack network, e.g. 10.42.0.0/24", check=_private_cidr)
     vlan_id: int = setting("vRack VLAN id (0-4000)", 0, min=0, max=4000)
     gateway: bool = setting("create an OVH Public Cloud gateway for egress (nodes have no public IP)", True)
