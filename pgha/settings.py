@@ -168,6 +168,9 @@ class NetworkSettings:
     vlan_id: int = setting("vRack VLAN id (0-4000)", 0, min=0, max=4000)
     gateway: bool = setting("create an OVH Public Cloud gateway for egress (nodes have no public IP)", True)
     gateway_model: str = setting("gateway size", "s", choices=("s", "m", "l"))
+    external_egress: bool = setting(
+        "with gateway: false, your own router at the subnet's .1 gives the nodes egress (apt, PyPI at boot)", False
+    )
     vrack_service_name: str = setting("vRack service to attach the project to, pn-123456 (empty: already attached)", "")
     etcd_first_host: int = setting("host number of the first etcd member in the subnet", 11, min=2)
     patroni_first_host: int = setting("host number of the first Patroni node", 21, min=2)
@@ -492,6 +495,21 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
                     "0.0.0.0/0 opens SSH to the world; list your office/VPN ranges or set access.allow_world_admin: true",
                 )
             )
+    if v["network"]["gateway"] is False and not v["network"]["external_egress"]:
+        problems.append(
+            (
+                "network.gateway",
+                (
+                    "false leaves the nodes without egress: cloud-init installs PostgreSQL, etcd and Patroni from "
+                    "Debian and PyPI at boot; keep true, or route the subnet's .1 through your own router on the "
+                    "vRack and set network.external_egress: true"
+                ),
+            )
+        )
+    if v["network"]["external_egress"] and v["network"]["gateway"]:
+        problems.append(
+            ("network.external_egress", "only with network.gateway: false (the OVH gateway already gives egress)")
+        )
     if acc["bastion"]["enabled"] and v["network"]["gateway"] is False:
         problems.append(
             (
