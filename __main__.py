@@ -11,6 +11,7 @@ from components.access import Access, AccessArgs
 from components.config import load_stack_config
 from components.endpoint import Endpoint, EndpointArgs
 from components.etcd import EtcdCluster, EtcdClusterArgs
+from components.lookups import check_names
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import Placement
 from components.patroni import PatroniCluster, PatroniClusterArgs
@@ -20,6 +21,7 @@ from pgha.target import Target
 
 cfg = load_stack_config()  # raises with every problem before any resource exists
 s, plan = cfg.settings, cfg.settings.plan
+check_names(s)  # flavors and images exist in the region, before any resource is registered
 network = PrivateNetwork("network", PrivateNetworkArgs(settings=s, service_name=cfg.cloud_project))
 access = Access(
     "access",

@@ -98,6 +98,10 @@ class PghaMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
+        #: Flavor and image names the mocked region does not have (lookups fail).
+        self.missing: set[str] = set()
+        #: (token, name, region) of every invoke, in order.
+        self.calls: list[tuple[str, Any, Any]] = []
 
     def _secret(self, value: str) -> str:
         self.secrets.add(value)
@@ -140,10 +144,16 @@ class PghaMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         # The mock monitor iterates the failures: an empty list, never None.
+        name = args.args.get("name")
+        self.calls.append((args.token, name, args.args.get("region")))
+        if name in self.missing:  # what the provider answers for a name the region lacks
+            return {}, [("name", "Your query returned no results. Please change your search criteria and try again.")]
         if args.token == "openstack:images/getImage:getImage":
-            return {"id": IMAGE_ID, "name": args.args.get("name")}, []
+            return {"id": IMAGE_ID, "name": name}, []
         if args.token == "openstack:loadbalancer/getFlavorV2:getFlavorV2":
-            return {"id": f"lb-flavor-{args.args.get('name')}", "name": args.args.get("name")}, []
+            return {"id": f"lb-flavor-{name}", "name": name}, []
+        if args.token == "openstack:compute/getFlavor:getFlavor":
+            return {"id": f"flavor-{name}", "name": name, "ram": 8000, "vcpus": 2}, []
         return {}, []
 
 
