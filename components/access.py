@@ -4,10 +4,11 @@
   node: the validation commands use it; operators use their own keys from
   ``access.ssh_public_keys`` (rendered into each node's cloud-init).
 - Security groups, the same allow-list the renderer writes into each node's nftables
-  host firewall (both from :func:`pgha.firewall.allow_list`). OVH does not
-  enforce security groups on vRack (private network) ports, so the host firewall is
-  what actually filters there; the groups document the intent, are enforced on public
-  ports (the bastion's) and on any platform that enforces them. Both, never one.
+  host firewall (both from :func:`pgha.firewall.allow_list`). OVH enables port security
+  on private (vRack) networks, so the groups filter every node's port, and each port
+  says ``port_security_enabled=True`` rather than relying on the network's default;
+  nftables filters again on the host. Two layers from one list, never one without the
+  other: a flow missing from the list is dropped by both.
 - Optionally a bastion: one private port and a floating IP from Ext-Net (routed by the
   Public Cloud gateway), the only public address, SSH from ``access.admin_cidrs`` only.
   Rolled like a node (``PGHA_ROLL=bastion``).
@@ -146,6 +147,7 @@ class Access(pulumi.ComponentResource):
                     openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion.address)
                 ],
                 security_group_ids=[sg.id],
+                port_security_enabled=True,
                 region=region,
                 opts=child,
             )

@@ -85,6 +85,8 @@ def fixed_port(
         network_id=placement.network_id,
         fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=placement.subnet_id, ip_address=address)],
         security_group_ids=[placement.security_group_id],
+        # Said, not assumed: the group is the first filter on the vRack port (nftables the second).
+        port_security_enabled=True,
         admin_state_up=True,
         region=region,
         opts=pulumi.ResourceOptions(parent=parent),

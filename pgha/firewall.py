@@ -2,8 +2,9 @@
 
 One function, two consumers: the renderer writes it into each node's nftables host
 firewall (``cloud_init/common.py``), and ``components/access.py`` turns it into
-OpenStack security group rules. OVH does not enforce security groups on vRack ports,
-so the host firewall is what filters there; both always carry the same rules.
+OpenStack security group rules. OVH enforces security groups on vRack ports (port
+security is on for its private networks), so a flow needs both: both always carry the
+same rules, from here.
 """
 
 from __future__ import annotations

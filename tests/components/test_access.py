@@ -81,7 +81,7 @@ def nftables_rules(settings) -> dict[str, set[tuple[int, str]]]:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_security_groups_mirror_the_host_firewall(harness, stack):
-    """OVH does not filter vRack ports with security groups: nftables does. Both say the same."""
+    """Security groups (enforced on OVH's vRack ports) and nftables filter in turn: both say the same."""
     h = harness(stack)
     s = h.settings()
     assert s.access.host_firewall
