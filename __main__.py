@@ -40,7 +40,7 @@ etcd_place = Placement(
     network.network_id,
     network.subnet_id,
     security_group_id=sg["etcd"],
-    key_pair=access.key_pair_name,
+    deploy_key=access.deploy_public_key,
     depends_on=network.egress,
     roll=cfg.roll,
 )

@@ -34,7 +34,9 @@ from pgha.settings import Settings, load, sections_from_stack_yaml
 ROOT = Path(__file__).resolve().parents[2]
 #: Instance inputs (as the engine names them) a node ignores unless named in PGHA_ROLL:
 #: those that would replace or reboot it.
-ROLLED_ONLY_INPUTS = frozenset({"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"})
+ROLLED_ONLY_INPUTS = frozenset({"userData", "imageId", "blockDevices", "schedulerHints", "flavorName"})
+#: The deploy key a test's Placement carries (components render it into ssh_authorized_keys).
+DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyOfTheStackForTests0000000000 pgha-deploy"
 
 
 def mock_host_key(resource_name: str) -> str:
@@ -297,7 +299,7 @@ def static_placement(depends_on: tuple[pulumi.Resource, ...] = ()) -> Placement:
         network_id=OPENSTACK_NETWORK_ID,
         subnet_id=SUBNET_ID,
         security_group_id="sg-id",
-        key_pair="pgha-test-deploy",
+        deploy_key=DEPLOY_KEY,
         depends_on=depends_on,
     )
 
