@@ -16,6 +16,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_openstack as openstack
 
+from pgha.flavors import flavor_ram_mib, memory_problems
 from pgha.settings import Settings, SettingsError
 
 
@@ -47,7 +48,9 @@ def check_names(settings: Settings) -> None:
     for path, (kind, name) in sorted(names_to_check(settings).items()):
         try:
             if kind == "flavor":
-                openstack.compute.get_flavor(name=name, region=region)
+                found = openstack.compute.get_flavor(name=name, region=region)
+                if path == "patroni.flavor":
+                    problems += _real_ram_problems(settings, found.ram)
             elif kind == "image":
                 openstack.images.get_image(name=name, most_recent=True, region=region)
             else:
@@ -58,8 +61,23 @@ def check_names(settings: Settings) -> None:
                 (path, f"no {what} named {name!r} in {region} (`openstack {kind_cli(kind)} list`): {_reason(e)}")
             )
     if problems:
-        pulumi.log.error(f"{len(problems)} unknown name(s) in region {region}: nothing was created")
+        pulumi.log.error(f"{len(problems)} problem(s) found by looking names up in {region}: nothing was created")
         raise SettingsError(problems)
+
+
+def _real_ram_problems(settings: Settings, ram_mib: int | None) -> list[tuple[str, str]]:
+    """The memory check again with the RAM the region reports, when pgha's table does not
+    know the flavor or says otherwise (the loader already checked with the table's value)."""
+    pg = settings.patroni
+    table = flavor_ram_mib().get(pg.flavor)
+    if not ram_mib or ram_mib == table:
+        return []
+    if table is not None:
+        pulumi.log.warn(
+            f"patroni.flavor: {pg.flavor} has {ram_mib} MiB of RAM in {settings.network.region}, "
+            f"pgha/data/ovh-flavors.json says {table}: update the table"
+        )
+    return memory_problems(pg.flavor, pg.parameters, pg.postgres_version, ram_mib=ram_mib)
 
 
 def kind_cli(kind: str) -> str:

@@ -49,8 +49,11 @@ def _gib(n: int) -> str:
     return f"{n / 1024**3:.1f} GiB"
 
 
-def memory_problems(flavor: str | None, parameters: Mapping[str, Any], major: int) -> list[tuple[str, str]]:
-    """Memory settings that cannot start on ``flavor`` (``patroni.flavor``), with their paths."""
+def memory_problems(
+    flavor: str | None, parameters: Mapping[str, Any], major: int, ram_mib: int | None = None
+) -> list[tuple[str, str]]:
+    """Memory settings that cannot start on ``flavor`` (``patroni.flavor``), with their paths;
+    ``ram_mib``: the flavor's RAM as the cloud reports it (default: the table's)."""
     problems: list[tuple[str, str]] = []
     if str(parameters.get("huge_pages", "")).strip().lower() == "on":
         problems.append(
@@ -62,7 +65,7 @@ def memory_problems(flavor: str | None, parameters: Mapping[str, Any], major: in
                 ),
             )
         )
-    ram = flavor_ram_mib().get(flavor or "")
+    ram = ram_mib if ram_mib is not None else flavor_ram_mib().get(flavor or "")
     value = parameters.get("shared_buffers", DEFAULT_SHARED_BUFFERS)
     shared = parameter_bytes("shared_buffers", value, major)
     if ram is not None and shared is not None and shared >= ram * MIB:
@@ -87,8 +90,8 @@ def memory_warnings(flavor: str, parameters: Mapping[str, Any], major: int) -> l
             (
                 "patroni.flavor",
                 (
-                    f"{flavor} is not in pgha's table of OVH flavors (pgha/data/ovh-flavors.json): "
-                    "memory settings are not checked against its RAM"
+                    f"{flavor} is not in pgha's table of OVH flavors (pgha/data/ovh-flavors.json): only "
+                    "shared_buffers is checked, against the RAM the flavor lookup reports; add it to the table"
                 ),
             )
         ]

@@ -28,6 +28,7 @@ from pulumi.runtime.sync_await import _sync_await
 from cloud_init.common import read_user_data
 from components.nodes import Placement
 from components.pki import TlsKeyPair
+from pgha.flavors import flavor_ram_mib
 from pgha.secrets import SshHostKey, fake_keypair
 from pgha.settings import Settings, load, sections_from_stack_yaml
 
@@ -107,6 +108,8 @@ class PghaMocks(pulumi.runtime.Mocks):
         self.secrets: set[str] = set()
         #: Flavor and image names the mocked region does not have (lookups fail).
         self.missing: set[str] = set()
+        #: RAM (MiB) the mocked region reports per flavor, where it differs from pgha's table.
+        self.flavor_ram: dict[str, int] = {}
         #: (token, name, region) of every invoke, in order.
         self.calls: list[tuple[str, Any, Any]] = []
 
@@ -160,7 +163,8 @@ class PghaMocks(pulumi.runtime.Mocks):
         if args.token == "openstack:loadbalancer/getFlavorV2:getFlavorV2":
             return {"id": f"lb-flavor-{name}", "name": name}, []
         if args.token == "openstack:compute/getFlavor:getFlavor":
-            return {"id": f"flavor-{name}", "name": name, "ram": 8000, "vcpus": 2}, []
+            ram = self.flavor_ram.get(str(name), flavor_ram_mib().get(str(name), 8000))
+            return {"id": f"flavor-{name}", "name": name, "ram": ram, "vcpus": 2}, []
         return {}, []
 
 

@@ -42,3 +42,27 @@ def test_known_names_pass(harness):
     run_main(h)
     looked_up = {c for c in h.mocks.calls if c[0].endswith(("getFlavor", "getImage", "getFlavorV2"))}
     assert ("openstack:compute/getFlavor:getFlavor", "b3-32", "GRA11") in looked_up
+
+
+@pytest.mark.parametrize(
+    "flavor, region_ram, warned",
+    [
+        pytest.param("x9-4", 4000, False, id="flavor-unknown-to-the-table"),
+        pytest.param("b3-8", 2000, True, id="table-differs-from-the-region"),
+    ],
+)
+def test_shared_buffers_checked_against_the_ram_the_region_reports(harness, monkeypatch, flavor, region_ram, warned):
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:patroni"]["flavor"] = flavor
+    doc["config"]["pgha:patroni"]["parameters"]["shared_buffers"] = "6GB"
+    h.set_stack_config(doc)
+    h.mocks.flavor_ram[flavor] = region_ram
+    warnings: list[str] = []
+    monkeypatch.setattr("components.lookups.pulumi.log.warn", lambda msg, *a, **k: warnings.append(msg))
+    with pytest.raises(SettingsError) as e:
+        run_main(h)
+    assert e.value.paths == {"patroni.parameters.shared_buffers"}, str(e.value)
+    assert f"({region_ram} MiB of RAM)" in str(e.value)
+    assert h.resources == []
+    assert any("update the table" in w for w in warnings) == warned, warnings
