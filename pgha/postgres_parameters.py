@@ -233,6 +233,40 @@ def parameter_problems(
     return problems
 
 
+def replication_problems(parameters: Mapping[str, Any], nodes: int | None) -> list[tuple[str, str]]:
+    """Replication settings too small for ``nodes`` (``patroni.nodes``): a replica that finds
+    no free WAL sender or slot does not stream, silently, until a failover needs it.
+
+    Each replica holds one WAL sender and one slot on the primary (Patroni's
+    ``use_slots``); rebuilding a replica runs ``pg_basebackup -X stream``, two more senders.
+    Only values set in ``patroni.parameters`` are checked (the templates' own are 10).
+    """
+    if nodes is None:
+        return []
+    needs = {"max_wal_senders": (nodes - 1) + 2, "max_replication_slots": nodes - 1}
+    why = {
+        "max_wal_senders": f"{nodes - 1} replicas + 2 for pg_basebackup rebuilding one",
+        "max_replication_slots": f"one slot per replica ({nodes - 1})",
+    }
+    problems: list[tuple[str, str]] = []
+    for name, need in needs.items():
+        value = parameters.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            continue  # reported by parameter_problems
+        if number < need:
+            problems.append(
+                (
+                    f"patroni.parameters.{name}",
+                    f"must be >= {need} with patroni.nodes {nodes} ({why[name]}), got {number}",
+                )
+            )
+    return problems
+
+
 def parameter_bytes(name: str, value: Any, major: int) -> int | None:
     """A memory setting's value in bytes (None: not a memory setting, or not a valid value)."""
     spec = catalog(major).get(name)

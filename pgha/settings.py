@@ -25,7 +25,7 @@ import yaml
 
 from .flavors import memory_problems
 from .plan import AddressPlan, subnet_plan
-from .postgres_parameters import parameter_problems
+from .postgres_parameters import parameter_problems, replication_problems
 from .timing import DEFAULT_PROFILE, PATRONI_MIN_TTL, TIMING_PROFILES
 
 PROJECT = "pgha"
@@ -429,6 +429,7 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
     # Names, types, units, ranges against PostgreSQL's own description (pgha/data/).
     problems += parameter_problems(pg["parameters"] or {}, pg["postgres_version"] or 15, MANAGED_PARAMETERS)
     problems += memory_problems(pg["flavor"], pg["parameters"] or {}, pg["postgres_version"] or 15)
+    problems += replication_problems(pg["parameters"] or {}, pg["nodes"])
     for i, c in enumerate(pg["app_cidrs"] or []):
         msg = _cidr(c)
         if msg:

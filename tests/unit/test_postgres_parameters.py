@@ -40,6 +40,8 @@ BAD: list[tuple[str, dict[str, Any], set[str]]] = [
     ("non-scalar", {"work_mem": ["8MB"]}, {"work_mem"}),
     ("non-scalar extension setting", {"pg_stat_statements.max": {"a": 1}}, {"pg_stat_statements.max"}),
     ("case matters", {"Shared_Buffers": "1GB"}, {"Shared_Buffers"}),
+    ("too few wal senders for 3 nodes", {"max_wal_senders": 3}, {"max_wal_senders"}),
+    ("too few slots for 3 nodes", {"max_replication_slots": "1"}, {"max_replication_slots"}),
 ]
 
 
@@ -127,3 +129,25 @@ def test_data_carries_units_enum_values_and_contexts() -> None:
     assert settings["huge_pages"]["enum"] == ["off", "on", "try"]
     assert settings["block_size"]["context"] == "internal"
     assert len(settings) > 300
+
+
+@pytest.mark.parametrize(
+    "nodes, senders, slots, paths",
+    [
+        (3, 4, 4, set()),
+        (5, 5, 4, {"patroni.parameters.max_wal_senders"}),
+        (7, 8, 5, {"patroni.parameters.max_replication_slots"}),
+        (9, 10, 8, set()),  # the templates' own 10 fits the largest cluster
+    ],
+)
+def test_replication_settings_fit_the_cluster(nodes: int, senders: int, slots: int, paths: set[str]) -> None:
+    raw = with_(
+        {"patroni.nodes": nodes, "patroni.parameters": {"max_wal_senders": senders, "max_replication_slots": slots}}
+    )
+    if not paths:
+        load("test", raw)
+        return
+    with pytest.raises(SettingsError) as exc:
+        load("test", raw)
+    assert exc.value.paths == paths, str(exc.value)
+    assert f"patroni.nodes {nodes}" in str(exc.value)
