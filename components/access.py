@@ -78,12 +78,12 @@ class AccessArgs:
 
 
 class Access(pulumi.ComponentResource):
-    """Deploy keypair, security groups, optional bastion."""
+    """Deploy key, security groups, optional bastion."""
 
     deploy_public_key: pulumi.Output[str]
     """OpenSSH public deploy key, rendered into every node's ``ssh_authorized_keys``."""
     private_key: pulumi.Output[str]
-    """OpenSSH private key of the deploy keypair (secret)."""
+    """OpenSSH private key of the deploy key (secret)."""
     security_group_ids: dict[str, pulumi.Output[str]]
     """Security group id per role: etcd, patroni (and bastion when enabled)."""
     bastion_ip: pulumi.Output[str] | None

@@ -41,7 +41,7 @@ class EtcdClusterArgs:
     settings: Settings
     """Validated stack settings (the renderer needs all of it; addresses from ``plan.etcd``)."""
     placement: Placement
-    """Network, security group, keypair and boot dependencies of the members."""
+    """Network, security group, deploy key and boot dependencies of the members."""
     ca_cert: pulumi.Input[str]
     """PEM of the cluster CA."""
     certs: Sequence[TlsKeyPair]

@@ -50,7 +50,7 @@ class PatroniClusterArgs:
     settings: Settings
     """Validated stack settings (the renderer needs all of it; addresses from ``plan.patroni``)."""
     placement: Placement
-    """Network, security group, keypair and boot dependencies of the nodes."""
+    """Network, security group, deploy key and boot dependencies of the nodes."""
     ca_cert: pulumi.Input[str]
     """PEM of the cluster CA."""
     server_certs: Sequence[TlsKeyPair]
