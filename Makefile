@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup setup-machines lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover machines machines-down test-machines bench-machines
+.PHONY: help setup setup-machines lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover machines machines-down test-machines test-machines-qemu bench-machines
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ machines-down: ## stop the machines of STACK and remove everything they created
 
 test-machines: ## the machines boot test (skips where containers cannot run)
 	$(PY) -m pytest -m machines tests
+
+test-machines-qemu: ## the qemu backend test: pg1 a VM, watchdog, by-id volume, frozen primary (~30 min under TCG)
+	PGHA_MACHINES_QEMU=1 $(PY) -m pytest -m machines tests/machines/test_qemu.py
 
 bench-machines: ## machines bring-up benchmark: nothing -> validated, min/median/max
 	$(PY) bench/machines_bringup.py --runs 3
