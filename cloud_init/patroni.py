@@ -242,10 +242,13 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         # Reload first: udevd read the rule at write_files time, before the postgresql
         # package created its user, and dropped it ("Unknown user 'postgres', ignoring";
         # found booting a VM: /dev/watchdog stayed root-only).
-        modprobe: list[str] | str = ["modprobe", "softdog"] if pg.watchdog == "required" else "modprobe softdog || true"
+        # automatic: best effort, as for modprobe (a container runs no udevd to reload).
+        required = pg.watchdog == "required"
+        modprobe: list[str] | str = ["modprobe", "softdog"] if required else "modprobe softdog || true"
+        reload: list[str] | str = ["udevadm", "control", "--reload"] if required else "udevadm control --reload || true"
         runcmd += [
             modprobe,
-            ["udevadm", "control", "--reload"],
+            reload,
             ["udevadm", "trigger", "--action=add", "--sysname-match=watchdog*"],
             ["udevadm", "settle"],
         ]

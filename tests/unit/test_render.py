@@ -339,6 +339,12 @@ def test_watchdog_rule_is_reloaded_after_the_postgres_user_exists() -> None:
     runcmd = cfg["runcmd"]
     trigger = next(i for i, c in enumerate(runcmd) if c[:2] == ["udevadm", "trigger"])
     assert ["udevadm", "control", "--reload"] in runcmd[:trigger]
+    # automatic (the machines tier's containers: no udevd): best effort, never fails runcmd
+    s = load_stack_file("dev", ROOT)
+    s = dataclasses.replace(s, patroni=dataclasses.replace(s.patroni, watchdog="automatic"))
+    runcmd = cloud_config(render_patroni_node(s, Target.vm(s), s.plan.patroni[0], PG_SECRETS))["runcmd"]
+    assert "udevadm control --reload || true" in runcmd
+    assert ["udevadm", "control", "--reload"] not in runcmd
 
 
 def test_cloud_init_never_waits_for_peers() -> None:
