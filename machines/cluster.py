@@ -191,6 +191,7 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
             m.net.public_bastion_ip if settings.access.bastion.enabled else None,
             key,
             m.run_dir / "known_hosts",
+            slow=frozenset(vms),
         )
     )
     # Validate against what was booted (the deploy's checks read settings: watchdog mode).

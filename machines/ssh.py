@@ -24,8 +24,21 @@ OPTS = {
 }
 
 
-def ssh_config(nodes: list[NodeSpec], bastion_public_ip: str | None, key: str, known_hosts: Path) -> str:
-    """An ssh_config where every node is a Host: ``ssh -F <run>/ssh_config pg1``."""
+#: For qemu VMs under TCG: a loaded host can stall a VM's sshd for more than the 5 s banner
+#: timeout or the 30 s of unanswered keepalives (seen: a validation cut silently, since
+#: ssh logs "Timeout, server not responding" below LogLevel ERROR).
+SLOW_OPTS = {"ConnectTimeout": "30", "ServerAliveCountMax": "18"}
+
+
+def ssh_config(
+    nodes: list[NodeSpec],
+    bastion_public_ip: str | None,
+    key: str,
+    known_hosts: Path,
+    slow: frozenset[str] = frozenset(),
+) -> str:
+    """An ssh_config where every node is a Host: ``ssh -F <run>/ssh_config pg1``.
+    ``slow``: nodes (qemu VMs) given SLOW_OPTS."""
     lines = []
     for node in nodes:
         lines.append(f"Host {node.name} {node.hostname}")
@@ -39,7 +52,7 @@ def ssh_config(nodes: list[NodeSpec], bastion_public_ip: str | None, key: str, k
         lines.append(f"  HostKeyAlias {node.name}")
         lines.append(f"  UserKnownHostsFile {known_hosts}")
         lines.append("  IdentitiesOnly yes")
-        lines += [f"  {k} {v}" for k, v in OPTS.items()]
+        lines += [f"  {k} {v}" for k, v in (OPTS | (SLOW_OPTS if node.name in slow else {})).items()]
         lines.append("")
     return "\n".join(lines)
 

@@ -148,3 +148,14 @@ def test_which_nodes_are_vms(dev):
     assert vm_nodes(m, "nspawn", "pg1,pg2") == {"pg1", "pg2"}
     assert "container" in str(vm_nodes(m, "qemu", "bastion"))
     assert "unknown" in str(vm_nodes(m, "qemu", "pg9"))
+
+
+def test_vms_get_patient_ssh_options(dev):
+    from machines.ssh import ssh_config
+
+    text = ssh_config(spec.node_specs(dev), "100.64.0.6", "/k", Path("/kh"), slow=frozenset({"pg1"}))
+    blocks = {b.split()[0]: b for b in ("\n" + text).split("\nHost ")[1:]}
+    assert "ConnectTimeout 30" in blocks["pg1"]
+    assert "ServerAliveCountMax 18" in blocks["pg1"]
+    assert "ConnectTimeout 5" in blocks["pg2"]
+    assert "ServerAliveCountMax" not in blocks["pg2"]
