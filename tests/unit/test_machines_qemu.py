@@ -45,6 +45,7 @@ def test_command_runs_niced_in_the_vrack_namespace(dev):
     append = _opt_values(cmd, "-append")[0]
     assert "root=LABEL=pgha-root" in append
     assert "console=ttyS0" in append
+    assert "clocksource=hpet" in append  # TCG: a mis-calibrated TSC would skew the softdog's and Patroni's clocks
     assert "file,id=console,path=/r/pg1/console.log,append=on" in _opt_values(cmd, "-chardev")
 
 
@@ -76,6 +77,7 @@ def test_etcd_vm_has_no_data_volume_and_kvm_uses_the_host_cpu(dev):
     assert not any("id=data" in d for d in _opt_values(cmd, "-drive"))
     assert _opt_values(cmd, "-machine") == ["pc,accel=kvm"]
     assert _opt_values(cmd, "-cpu") == ["host"]
+    assert "clocksource" not in _opt_values(cmd, "-append")[0]  # KVM: kvm-clock
 
 
 def test_the_bastion_is_never_a_vm(dev):
