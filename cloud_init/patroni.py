@@ -198,6 +198,11 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
                 check_etcd=f"{layout.bin_dir}/pgha-check-etcd",
                 check_json=f"{layout.etc_dir}/check.json",
                 data_mount=layout.data_mount,
+                watchdog_chown=(
+                    f"/bin/chown {layout.pg_os_user}:{layout.pg_os_user} /dev/watchdog"
+                    if layout.watchdog and pg.watchdog != "off"
+                    else ""
+                ),
             ),
         ),
         NodeFile("/etc/postgresql-common/createcluster.d/pgha.conf", tpl("patroni/createcluster.conf.j2")),

@@ -470,3 +470,16 @@ def test_ssh_host_key_installed_when_the_stack_generates_one() -> None:
     assert doc["ssh_keys"] == {"ed25519_private": key.private, "ed25519_public": key.public}
     assert "ssh_keys" not in cloud_config(render_patroni_node(s, Target.vm(s), node, PG_SECRETS))
     assert yaml.safe_load(render_bastion(s, key))["ssh_keys"]["ed25519_public"] == key.public
+
+
+def test_patroni_unit_gives_the_watchdog_to_its_user_before_every_start() -> None:
+    """Found booting pg1 as a VM: even with the rules reloaded, /dev/watchdog stayed
+    root-only on a first boot; the unit chowns it as root before Patroni starts (absent
+    device tolerated: watchdog automatic)."""
+    for mode, present in (("required", True), ("automatic", True), ("off", False)):
+        s = load_stack_file("dev", ROOT)
+        s = dataclasses.replace(s, patroni=dataclasses.replace(s.patroni, watchdog=mode))
+        node = render_patroni_node(s, Target.vm(s), s.plan.patroni[0], PG_SECRETS)
+        unit = node.file("/pgha-patroni.service").content
+        line = "ExecStartPre=-+/bin/chown postgres:postgres /dev/watchdog"
+        assert (line in unit.splitlines()) == present, mode
