@@ -1,0 +1,297 @@
+"""Render the monitoring role: Prometheus' config, pgha's alert rules and Alertmanager's config.
+
+The alert rules are data (``templates/monitoring/alerts.yml``); thresholds come from
+``monitoring.*`` settings, the pace (scrape and evaluation intervals, the failover
+notice's window) from the target (the lab looks faster). Every structured file is built
+as a dict and dumped. Scrape targets are computed once, here, from the address plan:
+the monitoring host's Prometheus uses them, and so can a team's own Prometheus (the
+``scrape_targets`` stack output).
+
+Metric names are those of the versions shipped: Patroni 4 (``patroni_primary``), etcd 3.4
+(its plain-HTTP metrics listener, no ``etcd_http_*``), prometheus-postgres-exporter 0.11
+with pgha's extra queries (:data:`EXPORTER_QUERIES`), prometheus-node-exporter 1.5 with
+its textfile collector for what no exporter knows (:data:`TEXTFILE_METRICS`).
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pgha.plan import Node
+from pgha.settings import Settings
+from pgha.target import Target
+
+from .common import dump_yaml
+
+ALERTS_FILE = Path(__file__).parent / "templates" / "monitoring" / "alerts.yml"
+
+#: Role allowed to read statistics only (pg_monitor); the exporters log in as it over the
+#: local socket with peer authentication: no password exists, so none can leak.
+MONITOR_USER = "pgha_monitor"
+
+#: Metrics written to node-exporter's textfile directory by programs on the nodes, not by an
+#: exporter: name -> (file in the textfile directory, who writes it, meaning).
+TEXTFILE_METRICS: dict[str, tuple[str, str, str]] = {
+    "pgha_backup_last_success_timestamp_seconds": (
+        "pgha-backup.prom",
+        "the backup job (issue #13), after each successful backup",
+        "Unix time of the last successful backup (label: type=full|diff|incr)",
+    ),
+    "pgha_archive_failing": (
+        "pgha-backup.prom",
+        "the backup job (issue #13), after each archive-push check",
+        "1 while WAL archiving fails, else 0",
+    ),
+    "pgha_certificate_expiry_timestamp_seconds": (
+        "pgha-certificates.prom",
+        "pgha-cert-expiry (node_scripts/cert_expiry.py), hourly",
+        "Unix time a TLS certificate expires (label: path)",
+    ),
+}
+
+#: prometheus-postgres-exporter's extra queries (--extend.query-path): metric <query>_<column>.
+EXPORTER_QUERIES: dict[str, Any] = {
+    "pgha_replication": {
+        "query": (
+            "SELECT application_name, COALESCE(EXTRACT(EPOCH FROM replay_lag), 0) AS replay_lag_seconds"
+            " FROM pg_stat_replication"
+        ),
+        "metrics": [
+            {"application_name": {"usage": "LABEL", "description": "standby's name (the Patroni member)"}},
+            {
+                "replay_lag_seconds": {
+                    "usage": "GAUGE",
+                    "description": "time between flushing WAL on the primary and its replay on the standby",
+                }
+            },
+        ],
+    },
+    "pgha_wal": {
+        "query": "SELECT COALESCE(sum(size), 0) AS size_bytes FROM pg_ls_waldir()",
+        "metrics": [{"size_bytes": {"usage": "GAUGE", "description": "size of pg_wal"}}],
+    },
+}
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str  #: patroni, etcd, postgres, node, prometheus, alertmanager
+    node: str  #: node name (label ``node``)
+    address: str  #: host:port
+    scheme: str  #: http or https (https: checked against the cluster CA)
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
+def pace(settings: Settings, target: Target) -> dict[str, int]:
+    """Scrape and evaluation intervals and the failover notice's window, in seconds."""
+    m, place = settings.monitoring, target.monitoring
+    return {
+        "scrape": place.scrape_interval_seconds or m.scrape_interval_seconds,
+        "evaluation": place.evaluation_interval_seconds or m.evaluation_interval_seconds,
+        "failover_window": place.failover_window_seconds or m.failover_window_minutes * 60,
+    }
+
+
+def prometheus_address(settings: Settings, target: Target) -> str:
+    return f"{target.plan.monitoring.address}:{settings.monitoring.prometheus_port}"
+
+
+def alertmanager_address(settings: Settings, target: Target) -> str:
+    return f"{target.plan.monitoring.address}:{settings.monitoring.alertmanager_port}"
+
+
+def node_exporter_nodes(target: Target) -> list[Node]:
+    plan = target.plan
+    every = [*plan.cluster, plan.monitoring]
+    only = target.monitoring.node_exporter_on
+    return every if only is None else [n for n in every if n.name in only]
+
+
+def scrape_targets(settings: Settings, target: Target) -> list[ScrapeTarget]:
+    """Every endpoint a Prometheus scrapes, in job order."""
+    plan, m = target.plan, settings.monitoring
+    out = [ScrapeTarget("patroni", n.name, f"{n.address}:{settings.patroni.rest_port}", "https") for n in plan.patroni]
+    out += [ScrapeTarget("etcd", n.name, f"{n.address}:{m.etcd_metrics_port}", "http") for n in plan.etcd]
+    out += [ScrapeTarget("postgres", n.name, f"{n.address}:{m.postgres_exporter_port}", "http") for n in plan.patroni]
+    out += [
+        ScrapeTarget("node", n.name, f"{n.address}:{m.node_exporter_port}", "http") for n in node_exporter_nodes(target)
+    ]
+    mon = plan.monitoring.name
+    out.append(ScrapeTarget("prometheus", mon, prometheus_address(settings, target), "http"))
+    out.append(ScrapeTarget("alertmanager", mon, alertmanager_address(settings, target), "http"))
+    return out
+
+
+def thresholds(settings: Settings, target: Target) -> dict[str, str]:
+    """The values the rules' ``${...}`` placeholders take."""
+    m = settings.monitoring
+    return {
+        "failover_window": _duration(pace(settings, target)["failover_window"]),
+        "lag_bytes": str(m.replication_lag_bytes),
+        "lag_seconds": str(m.replication_lag_seconds),
+        "sync_standby_severity": "critical" if settings.patroni.synchronous_mode_strict else "warning",
+        "disk_free_percent": str(m.disk_free_percent),
+        "disk_full_seconds": str(m.disk_full_hours * 3600),
+        "disk_full_hours": str(m.disk_full_hours),
+        "wal_size_bytes": str(m.wal_size_mb * 1024 * 1024),
+        "backup_max_age_seconds": str(m.backup_max_age_hours * 3600),
+        "backup_max_age_hours": str(m.backup_max_age_hours),
+        "certificate_seconds": str(m.certificate_days * 86400),
+        "certificate_days": str(m.certificate_days),
+    }
+
+
+def load_alerts() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(ALERTS_FILE.read_text())
+    return doc
+
+
+def rules(settings: Settings, target: Target) -> dict[str, Any]:
+    """Prometheus' rules file: pgha's recording rules, then its alerts by group."""
+    data = load_alerts()
+    values = thresholds(settings, target)
+    flags = {"synchronous_mode": settings.patroni.synchronous_mode}
+
+    def sub(text: str) -> str:
+        return string.Template(text).substitute(values)
+
+    groups: list[dict[str, Any]] = [
+        {"name": "pgha-recording", "rules": [{"record": r["record"], "expr": r["expr"]} for r in data["recording"]]}
+    ]
+    for g in data["groups"]:
+        out = []
+        for a in g["alerts"]:
+            if "only_if" in a and not flags[a["only_if"]]:
+                continue
+            out.append(
+                {
+                    "alert": a["alert"],
+                    "expr": sub(a["expr"]),
+                    "for": sub(a["for"]),
+                    "labels": {"severity": sub(a["severity"])},
+                    "annotations": {
+                        "summary": sub(a["summary"]),
+                        "description": "{{ $labels.node }} {{ $labels.instance }}: " + sub(a["summary"]),
+                        "runbook": f"docs/monitoring.md#{a['alert'].lower()}",
+                    },
+                }
+            )
+        groups.append({"name": g["name"], "rules": out})
+    return {"groups": groups}
+
+
+def alert_names(settings: Settings, target: Target) -> list[str]:
+    return [r["alert"] for g in rules(settings, target)["groups"] for r in g["rules"] if "alert" in r]
+
+
+def prometheus_config(settings: Settings, target: Target, ca_file: str) -> dict[str, Any]:
+    p = pace(settings, target)
+    etc = target.monitoring.etc_dir
+    jobs: dict[str, list[ScrapeTarget]] = {}
+    for t in scrape_targets(settings, target):
+        jobs.setdefault(t.job, []).append(t)
+    scrape_configs = []
+    for job, targets in jobs.items():
+        cfg: dict[str, Any] = {
+            "job_name": job,
+            "scheme": targets[0].scheme,
+            "static_configs": [{"targets": [t.address], "labels": {"node": t.node}} for t in targets],
+        }
+        if targets[0].scheme == "https":
+            cfg["tls_config"] = {"ca_file": ca_file}
+        scrape_configs.append(cfg)
+    return {
+        "global": {
+            "scrape_interval": _duration(p["scrape"]),
+            "scrape_timeout": _duration(max(1, min(10, p["scrape"]))),
+            "evaluation_interval": _duration(p["evaluation"]),
+            "external_labels": {"pgha_stack": settings.stack, "scope": settings.patroni.scope},
+        },
+        "rule_files": [f"{etc}/rules/*.rules.yml"],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_address(settings, target)]}]}]},
+        "scrape_configs": scrape_configs,
+    }
+
+
+def alertmanager_config(settings: Settings, smtp_password: str | None) -> dict[str, Any]:
+    """Receivers from monitoring.alertmanager.*: a webhook and/or e-mail; ``none`` when neither
+    (alerts still show in Alertmanager's API and UI)."""
+    am = settings.monitoring.alertmanager
+    receiver: dict[str, Any] = {"name": "pgha"}
+    if am.webhook_url:
+        receiver["webhook_configs"] = [{"url": am.webhook_url, "send_resolved": True}]
+    if am.email_to:
+        email: dict[str, Any] = {
+            "to": ", ".join(am.email_to),
+            "from": am.email_from,
+            "smarthost": am.smarthost,
+            "send_resolved": True,
+            "require_tls": True,
+        }
+        if am.smtp_username:
+            email["auth_username"] = am.smtp_username
+            if smtp_password is None:
+                raise ValueError(
+                    "monitoring.alertmanager.smtp_username is set but no SMTP password was given"
+                    " (pulumi config set --secret pgha-monitoring:smtpPassword ...)"
+                )
+            email["auth_password"] = smtp_password
+        receiver["email_configs"] = [email]
+    return {
+        "route": {
+            "receiver": "pgha",
+            "group_by": ["alertname", "scope"],
+            "group_wait": "10s",
+            "group_interval": "1m",
+            "repeat_interval": f"{am.repeat_interval_hours}h",
+        },
+        # A firing critical alert mutes the warnings of the same cluster it explains.
+        "inhibit_rules": [
+            {
+                "source_matchers": ["alertname = PghaNoPrimary"],
+                "target_matchers": ["alertname =~ PghaReplicaNotStreaming|PghaSyncStandbyMissing"],
+                "equal": ["scope"],
+            }
+        ],
+        "receivers": [receiver],
+    }
+
+
+def exporter_queries() -> str:
+    return "# prometheus-postgres-exporter extra queries, rendered by cloud_init/monitoring.py\n" + dump_yaml(
+        EXPORTER_QUERIES
+    )
+
+
+def monitoring_files(
+    settings: Settings, target: Target, ca_cert: str, smtp_password: str | None = None
+) -> dict[str, tuple[str, str]]:
+    """path -> (content, mode) of the monitoring host's config files."""
+    etc = target.monitoring.etc_dir
+    ca_file = f"{etc}/tls/ca.crt"
+    head = "# {what}, rendered by cloud_init/monitoring.py\n"
+    secret_mode = "0640" if smtp_password else "0644"
+    return {
+        f"{etc}/prometheus.yml": (
+            head.format(what="Prometheus config") + dump_yaml(prometheus_config(settings, target, ca_file)),
+            "0644",
+        ),
+        f"{etc}/rules/pgha.rules.yml": (
+            head.format(what="pgha alert rules (data: templates/monitoring/alerts.yml)")
+            + dump_yaml(rules(settings, target)),
+            "0644",
+        ),
+        f"{etc}/alertmanager.yml": (
+            head.format(what="Alertmanager config") + dump_yaml(alertmanager_config(settings, smtp_password)),
+            secret_mode,
+        ),
+        ca_file: (ca_cert, "0644"),
+    }
