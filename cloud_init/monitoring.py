@@ -24,9 +24,9 @@ import yaml
 
 from pgha.plan import Node
 from pgha.settings import Settings
-from pgha.target import Target
+from pgha.target import Layout, Target
 
-from .common import dump_yaml
+from .common import NodeFile, dump_yaml
 
 ALERTS_FILE = Path(__file__).parent / "templates" / "monitoring" / "alerts.yml"
 
@@ -295,3 +295,74 @@ def monitoring_files(
         ),
         ca_file: (ca_cert, "0644"),
     }
+
+
+# ---------------------------------------------------------------- on every node
+
+
+def postgres_exporter_dsn(layout: Layout, settings: Settings) -> str:
+    """The exporter's connection: the local socket, peer-authenticated as MONITOR_USER."""
+    return f"host={layout.socket_dir} port={settings.patroni.port} user={MONITOR_USER} dbname=postgres sslmode=disable"
+
+
+def postgres_exporter_args(settings: Settings, node: Node, queries: str) -> list[str]:
+    return [
+        f"--web.listen-address={node.address}:{settings.monitoring.postgres_exporter_port}",
+        f"--extend.query-path={queries}",
+    ]
+
+
+def node_exporter_args(settings: Settings, target: Target, node: Node) -> list[str]:
+    return [
+        f"--web.listen-address={node.address}:{settings.monitoring.node_exporter_port}",
+        f"--collector.textfile.directory={target.monitoring.textfile_dir}",
+    ]
+
+
+def queries_path(layout: Layout) -> str:
+    return f"{layout.etc_dir}/postgres-exporter-queries.yml"
+
+
+def exporter_command(settings: Settings, target: Target, node: Node, which: str) -> list[str]:
+    """argv of a node's exporter (``node`` or ``postgres``): the unit's ExecStart, and the lab's command."""
+    if which == "node":
+        return ["/usr/bin/prometheus-node-exporter", *node_exporter_args(settings, target, node)]
+    layout = target.layout(node)
+    return [
+        "/usr/bin/env",
+        f"DATA_SOURCE_NAME={postgres_exporter_dsn(layout, settings)}",
+        "/usr/bin/prometheus-postgres-exporter",
+        *postgres_exporter_args(settings, node, queries_path(layout)),
+    ]
+
+
+def _drop_in(unit: str, argv: list[str]) -> NodeFile:
+    # Debian's units take their arguments from /etc/default (a conffile the package would
+    # ask about); a drop-in replaces ExecStart instead, quoting the DSN's spaces.
+    quoted = " ".join(f'"{a}"' if " " in a else a for a in argv)
+    return NodeFile(
+        f"/etc/systemd/system/{unit}.service.d/pgha.conf",
+        f"# {unit} as pgha runs it, rendered by cloud_init/monitoring.py\n[Service]\nExecStart=\nExecStart={quoted}\n",
+    )
+
+
+def exporter_files(settings: Settings, target: Target, node: Node) -> list[NodeFile]:
+    """A node's exporters: node-exporter everywhere, postgres-exporter (and its extra
+    queries) on Patroni nodes, both listening on the node's private address."""
+    files = [_drop_in("prometheus-node-exporter", exporter_command(settings, target, node, "node"))]
+    if node.role == "patroni":
+        files += [
+            NodeFile(queries_path(target.layout(node)), exporter_queries()),
+            _drop_in("prometheus-postgres-exporter", exporter_command(settings, target, node, "postgres")),
+        ]
+    return files
+
+
+def exporter_packages(node: Node) -> list[str]:
+    return ["prometheus-node-exporter"] + (["prometheus-postgres-exporter"] if node.role == "patroni" else [])
+
+
+def exporter_units(node: Node) -> list[str]:
+    return ["prometheus-node-exporter.service"] + (
+        ["prometheus-postgres-exporter.service"] if node.role == "patroni" else []
+    )

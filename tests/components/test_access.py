@@ -124,7 +124,7 @@ def test_children_names_and_deploy_key(harness):
     assert counts == {
         PRIVATE_KEY: 2,
         KEYPAIR: 1,
-        GROUP: 3,
+        GROUP: 4,  # etcd, patroni, bastion, monitoring
         RULE: len(ingress_rules(s)),
         PORT: 1,
         INSTANCE: 1,
