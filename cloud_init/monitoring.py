@@ -15,6 +15,7 @@ its textfile collector for what no exporter knows (:data:`TEXTFILE_METRICS`).
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,3 +367,55 @@ def exporter_units(node: Node) -> list[str]:
     return ["prometheus-node-exporter.service"] + (
         ["prometheus-postgres-exporter.service"] if node.role == "patroni" else []
     )
+
+
+# ---------------------------------------------------------------- metric names an expression reads
+
+_PROMQL_KEYWORDS = frozenset(
+    {
+        "and",
+        "or",
+        "unless",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    }
+)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, keywords, label names,
+    strings, durations and numbers left out). Good enough for pgha's own expressions,
+    which the lab test checks against what the real endpoints expose."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    s = re.sub(r"\{[^}]*\}", " ", s)
+    s = re.sub(r"\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
+    names = set()
+    for m in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", s):
+        before = s[m.start() - 1] if m.start() else " "
+        if before.isdigit() or before == ".":
+            continue  # 1e6, 0.5e3
+        if s[m.end() :].lstrip().startswith("(") or m.group().lower() in _PROMQL_KEYWORDS:
+            continue
+        names.add(m.group())
+    return names
+
+
+def rule_metric_names(settings: Settings, target: Target) -> dict[str, set[str]]:
+    """Rule (alert or record name) -> metric names its expression reads; recording rules'
+    own outputs are not counted as metrics to find on an endpoint."""
+    doc = rules(settings, target)
+    recorded = {r["record"] for g in doc["groups"] for r in g["rules"] if "record" in r}
+    return {
+        r.get("alert") or r["record"]: promql_metric_names(r["expr"]) - recorded
+        for g in doc["groups"]
+        for r in g["rules"]
+    }

@@ -16,6 +16,7 @@ from cloud_init.monitoring import (
     alertmanager_config,
     monitoring_files,
     prometheus_config,
+    promql_metric_names,
     rules,
     scrape_targets,
 )
@@ -157,3 +158,22 @@ def test_smtp_password_only_in_the_alertmanager_file_and_it_is_not_world_readabl
     files = monitoring_files(base, Target.vm(base), "CA", smtp_password="pw-xyz")
     holding = {p: mode for p, (content, mode) in files.items() if "pw-xyz" in content}
     assert holding == {"/etc/prometheus/alertmanager.yml": "0640"}
+
+
+@pytest.mark.parametrize(
+    "expr,names",
+    [
+        ('up{job="etcd"} == 0', {"up"}),
+        ("absent(patroni_primary == 1)", {"patroni_primary"}),
+        (
+            'histogram_quantile(0.99, sum by (instance, le) (rate(etcd_disk_wal_fsync_duration_seconds_bucket{job="etcd"}[5m]))) > 0.5',
+            {"etcd_disk_wal_fsync_duration_seconds_bucket"},
+        ),
+        ("max by (scope) (a) - on (scope) group_right () b > 1e6 and on (scope, name) c == 1", {"a", "b", "c"}),
+        ('x{path=~"foo|bar_baz"} offset 5m', {"x"}),
+        ("changes(pgha:patroni_timeline:max[10m]) > 0", {"pgha:patroni_timeline:max"}),
+        ("time() - 3600", set()),
+    ],
+)
+def test_promql_metric_names(expr: str, names: set[str]) -> None:
+    assert promql_metric_names(expr) == names
