@@ -82,6 +82,7 @@ def render_etcd_node(
         ),
     ]
     files += monitoring.exporter_files(settings, target, node)
+    files += monitoring.cert_expiry_files(target, node, [ca, crt])
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "etcd"))
     runcmd = [
@@ -89,6 +90,8 @@ def render_etcd_node(
         ["install", "-d", "-o", layout.etcd_os_user, "-g", layout.etcd_os_user, "-m", "0700", layout.etcd_data_dir],
         ["systemctl", "daemon-reload"],
         ["systemctl", "restart", *monitoring.exporter_units(node)],
+        ["systemctl", "enable", "pgha-cert-expiry.timer"],
+        ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
         # --no-block: a new member's first start lasts until a quorum of peers is up;
         # cloud-init must not wait for it (the validation does, with its own timeout).
         ["systemctl", "enable", "pgha-etcd.service"],

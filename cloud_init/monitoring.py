@@ -24,10 +24,11 @@ from typing import Any
 import yaml
 
 from pgha.plan import Node
+from pgha.secrets import SshHostKey
 from pgha.settings import Settings
 from pgha.target import Layout, Target
 
-from .common import NodeFile, dump_yaml
+from .common import NodeFile, RenderedNode, cloud_config, dump_yaml, firewall_file, hostname, node_script, tpl
 
 ALERTS_FILE = Path(__file__).parent / "templates" / "monitoring" / "alerts.yml"
 
@@ -274,28 +275,53 @@ def exporter_queries() -> str:
 
 def monitoring_files(
     settings: Settings, target: Target, ca_cert: str, smtp_password: str | None = None
-) -> dict[str, tuple[str, str]]:
-    """path -> (content, mode) of the monitoring host's config files."""
+) -> list[NodeFile]:
+    """The monitoring host's config files (Alertmanager's readable by root and its group
+    only when it holds the SMTP password)."""
     etc = target.monitoring.etc_dir
     ca_file = f"{etc}/tls/ca.crt"
     head = "# {what}, rendered by cloud_init/monitoring.py\n"
-    secret_mode = "0640" if smtp_password else "0644"
-    return {
-        f"{etc}/prometheus.yml": (
+    return [
+        NodeFile(
+            f"{etc}/prometheus.yml",
             head.format(what="Prometheus config") + dump_yaml(prometheus_config(settings, target, ca_file)),
-            "0644",
         ),
-        f"{etc}/rules/pgha.rules.yml": (
+        NodeFile(
+            f"{etc}/rules/pgha.rules.yml",
             head.format(what="pgha alert rules (data: templates/monitoring/alerts.yml)")
             + dump_yaml(rules(settings, target)),
-            "0644",
         ),
-        f"{etc}/alertmanager.yml": (
+        NodeFile(
+            f"{etc}/alertmanager.yml",
             head.format(what="Alertmanager config") + dump_yaml(alertmanager_config(settings, smtp_password)),
-            secret_mode,
+            mode="0640" if smtp_password else "0644",
+            owner="root:prometheus" if smtp_password else "root:root",
+            secret=bool(smtp_password),
         ),
-        ca_file: (ca_cert, "0644"),
-    }
+        NodeFile(ca_file, ca_cert),
+    ]
+
+
+def prometheus_command(settings: Settings, target: Target) -> list[str]:
+    place = target.monitoring
+    return [
+        "/usr/bin/prometheus",
+        f"--config.file={place.etc_dir}/prometheus.yml",
+        f"--storage.tsdb.path={place.data_dir}",
+        f"--storage.tsdb.retention.time={settings.monitoring.retention_days}d",
+        f"--web.listen-address={prometheus_address(settings, target)}",
+    ]
+
+
+def alertmanager_command(settings: Settings, target: Target) -> list[str]:
+    place = target.monitoring
+    return [
+        "/usr/bin/prometheus-alertmanager",
+        f"--config.file={place.etc_dir}/alertmanager.yml",
+        f"--storage.path={place.alertmanager_data_dir}",
+        f"--web.listen-address={alertmanager_address(settings, target)}",
+        "--cluster.listen-address=",  # one Alertmanager: no gossip port
+    ]
 
 
 # ---------------------------------------------------------------- on every node
@@ -419,3 +445,76 @@ def rule_metric_names(settings: Settings, target: Target) -> dict[str, set[str]]
         for g in doc["groups"]
         for r in g["rules"]
     }
+
+
+# ---------------------------------------------------------------- certificate expiry on every node
+
+
+def cert_expiry_command(target: Target, layout: Layout, certs: list[str]) -> list[str]:
+    out = f"{target.monitoring.textfile_dir}/{TEXTFILE_METRICS['pgha_certificate_expiry_timestamp_seconds'][0]}"
+    return [layout.python, f"{layout.bin_dir}/pgha-cert-expiry", "--out", out, *certs]
+
+
+def cert_expiry_files(target: Target, node: Node, certs: list[str]) -> list[NodeFile]:
+    """pgha-cert-expiry and its hourly timer: the node's certificates' expiry, as a textfile metric."""
+    layout = target.layout(node)
+    command = " ".join(cert_expiry_command(target, layout, certs))
+    return [
+        node_script(layout, "pgha-cert-expiry", "cert_expiry.py"),
+        NodeFile(
+            "/etc/systemd/system/pgha-cert-expiry.service",
+            tpl("monitoring/pgha-cert-expiry.service.j2", command=command),
+        ),
+        NodeFile("/etc/systemd/system/pgha-cert-expiry.timer", tpl("monitoring/pgha-cert-expiry.timer.j2")),
+    ]
+
+
+# ---------------------------------------------------------------- the monitoring host
+
+
+def render_monitoring_node(
+    settings: Settings,
+    target: Target,
+    ca_cert: str,
+    smtp_password: str | None = None,
+    host_key: SshHostKey | None = None,
+) -> RenderedNode:
+    """The monitoring host: Prometheus, Alertmanager and node-exporter from Debian's
+    packages, run with pgha's arguments (unit drop-ins), configs checked by promtool and
+    amtool on the host before the services restart."""
+    node = target.plan.monitoring
+    place = target.monitoring
+    files = monitoring_files(settings, target, ca_cert, smtp_password)
+    files += [
+        _drop_in("prometheus", prometheus_command(settings, target)),
+        _drop_in("prometheus-alertmanager", alertmanager_command(settings, target)),
+        _drop_in("prometheus-node-exporter", exporter_command(settings, target, node, "node")),
+    ]
+    runcmd: list[list[str] | str] = []
+    if settings.access.host_firewall:
+        files.append(firewall_file(settings, target.plan, "monitoring"))
+        runcmd.append(["systemctl", "enable", "--now", "nftables.service"])
+    runcmd += [
+        ["promtool", "check", "config", f"{place.etc_dir}/prometheus.yml"],
+        ["amtool", "check-config", f"{place.etc_dir}/alertmanager.yml"],
+        ["systemctl", "daemon-reload"],
+        [
+            "systemctl",
+            "restart",
+            "prometheus.service",
+            "prometheus-alertmanager.service",
+            "prometheus-node-exporter.service",
+        ],
+    ]
+    user_data = cloud_config(
+        settings,
+        node,
+        packages=["prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "nftables"],
+        files=files,
+        runcmd=runcmd,
+        # alertmanager.yml belongs to the prometheus group, created by the packages: write
+        # every file after they install (the services restart on them in runcmd).
+        deferred_owners=("root",),
+        host_key=host_key,
+    )
+    return RenderedNode(node=node, hostname=hostname(settings, node.name), files=tuple(files), user_data=user_data)

@@ -237,6 +237,9 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
             )
         )
     files += monitoring.exporter_files(settings, target, node)
+    files += monitoring.cert_expiry_files(
+        target, node, [f"{tls}/ca.crt", f"{tls}/server.crt", f"{tls}/etcd-client.crt"]
+    )
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "patroni"))
     runcmd: list[list[str] | str] = []
@@ -279,6 +282,8 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         # The exporters started at install with the drop-ins already there; restart once more
         # so a changed drop-in is read (postgres-exporter retries until PostgreSQL is up).
         ["systemctl", "restart", *monitoring.exporter_units(node)],
+        ["systemctl", "enable", "pgha-cert-expiry.timer"],
+        ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
         ["systemctl", "enable", "pgha-patroni.service"],
         ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]

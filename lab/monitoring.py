@@ -23,9 +23,11 @@ from cloud_init.common import NODE_SCRIPTS
 from cloud_init.monitoring import (
     TEXTFILE_METRICS,
     alertmanager_address,
+    alertmanager_command,
     exporter_command,
     monitoring_files,
     prometheus_address,
+    prometheus_command,
 )
 
 from .topology import Topology, run_user
@@ -49,23 +51,10 @@ def commands(topo: Topology) -> dict[str, list[str]]:
     if not enabled(topo):
         return {}
     s, t = topo.settings, topo.target
-    place = t.monitoring
     mon = topo.plan.monitoring
     out = {
-        PROMETHEUS: [
-            "/usr/bin/prometheus",
-            f"--config.file={place.etc_dir}/prometheus.yml",
-            f"--storage.tsdb.path={place.data_dir}/prometheus",
-            f"--storage.tsdb.retention.time={s.monitoring.retention_days}d",
-            f"--web.listen-address={prometheus_address(s, t)}",
-        ],
-        ALERTMANAGER: [
-            "/usr/bin/prometheus-alertmanager",
-            f"--config.file={place.etc_dir}/alertmanager.yml",
-            f"--storage.path={place.data_dir}/alertmanager",
-            f"--web.listen-address={alertmanager_address(s, t)}",
-            "--cluster.listen-address=",  # one Alertmanager: no gossip port
-        ],
+        PROMETHEUS: prometheus_command(s, t),
+        ALERTMANAGER: alertmanager_command(s, t),
         NODE_EXPORTER: exporter_command(s, t, mon, "node"),
     }
     for n in topo.plan.patroni:
@@ -96,14 +85,15 @@ def write_files(topo: Topology, ca_pem: str) -> None:
         return
     user = run_user()
     place = topo.target.monitoring
-    for d in (place.etc_dir, f"{place.etc_dir}/rules", f"{place.etc_dir}/tls", place.data_dir, place.textfile_dir):
+    dirs = (place.etc_dir, f"{place.etc_dir}/rules", f"{place.etc_dir}/tls", place.data_dir)
+    for d in (*dirs, place.alertmanager_data_dir, place.textfile_dir):
         Path(d).mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(d, user, user)
-    for path, (content, mode) in monitoring_files(topo.settings, topo.target, ca_pem).items():
-        p = Path(path)
-        p.write_text(content)
-        os.chmod(p, int(mode, 8))
+    for f in monitoring_files(topo.settings, topo.target, ca_pem):
+        p = Path(f.path)
+        p.write_text(f.content)
+        os.chmod(p, int(f.mode, 8))
     write_certificate_expiry(topo)
 
 

@@ -100,7 +100,8 @@ class MonitoringPlace:
     """Where the monitoring host's files live and how fast it looks (lab: faster)."""
 
     etc_dir: str  #: prometheus.yml, alertmanager.yml, rules/, tls/
-    data_dir: str  #: Prometheus TSDB (Alertmanager's state beside it)
+    data_dir: str  #: Prometheus TSDB
+    alertmanager_data_dir: str  #: Alertmanager's silences and notification log
     textfile_dir: str  #: node-exporter textfile collector directory on every node (backup age, cert expiry)
     node_exporter_on: tuple[str, ...] | None = None  #: node names running node-exporter; None: every node
     scrape_interval_seconds: int | None = None  #: None: monitoring.scrape_interval_seconds
@@ -113,6 +114,7 @@ class MonitoringPlace:
 VM_MONITORING = MonitoringPlace(
     etc_dir="/etc/prometheus",
     data_dir="/var/lib/prometheus/metrics2",
+    alertmanager_data_dir="/var/lib/prometheus/alertmanager",
     textfile_dir="/var/lib/prometheus/node-exporter",
 )
 
@@ -206,7 +208,8 @@ class Target:
             # lab's alert tests see a fault within seconds, a failover notice that resolves in one minute.
             monitoring=MonitoringPlace(
                 etc_dir=str(run_dir / "monitoring" / "etc"),
-                data_dir=str(run_dir / "monitoring" / "data"),
+                data_dir=str(run_dir / "monitoring" / "data" / "prometheus"),
+                alertmanager_data_dir=str(run_dir / "monitoring" / "data" / "alertmanager"),
                 textfile_dir=str(run_dir / "monitoring" / "textfile"),
                 node_exporter_on=("monitoring",),
                 scrape_interval_seconds=1,

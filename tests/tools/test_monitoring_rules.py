@@ -33,10 +33,10 @@ def tool(name: str) -> str:
 def write_rendered(settings: Settings, out: Path, smtp_password: str | None = None) -> Path:
     """The monitoring host's files under ``out``; returns its etc dir."""
     target = Target.vm(settings)
-    for path, (content, _) in monitoring_files(settings, target, "CA PLACEHOLDER", smtp_password).items():
-        dest = out / path.lstrip("/")
+    for f in monitoring_files(settings, target, "CA PLACEHOLDER", smtp_password):
+        dest = out / f.path.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(content)
+        dest.write_text(f.content)
     return out / target.monitoring.etc_dir.lstrip("/")
 
 

@@ -156,8 +156,8 @@ def test_smtp_password_only_in_the_alertmanager_file_and_it_is_not_world_readabl
     with pytest.raises(ValueError, match="pgha-monitoring:smtpPassword"):
         alertmanager_config(base, None)
     files = monitoring_files(base, Target.vm(base), "CA", smtp_password="pw-xyz")
-    holding = {p: mode for p, (content, mode) in files.items() if "pw-xyz" in content}
-    assert holding == {"/etc/prometheus/alertmanager.yml": "0640"}
+    holding = {(f.path, f.mode, f.owner, f.secret) for f in files if "pw-xyz" in f.content}
+    assert holding == {("/etc/prometheus/alertmanager.yml", "0640", "root:prometheus", True)}
 
 
 @pytest.mark.parametrize(
