@@ -15,6 +15,7 @@ its textfile collector for what no exporter knows (:data:`TEXTFILE_METRICS`).
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from dataclasses import dataclass
@@ -518,3 +519,19 @@ def render_monitoring_node(
         host_key=host_key,
     )
     return RenderedNode(node=node, hostname=hostname(settings, node.name), files=tuple(files), user_data=user_data)
+
+
+# ---------------------------------------------------------------- the Grafana dashboard
+
+DASHBOARD_FILE = Path(__file__).parent / "templates" / "monitoring" / "grafana-dashboard.json"
+
+
+def dashboard_exprs() -> dict[str, str]:
+    """Panel title/refId -> PromQL of the Grafana dashboard, dashboard variables replaced
+    by what they select at most (``$scope`` -> any)."""
+    doc = json.loads(DASHBOARD_FILE.read_text())
+    return {
+        f"{p['title']}/{t['refId']}": t["expr"].replace("$scope", ".*")
+        for p in doc["panels"]
+        for t in p.get("targets", [])
+    }

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cloud_init.monitoring import TEXTFILE_METRICS, rule_metric_names
+from cloud_init.monitoring import TEXTFILE_METRICS, dashboard_exprs, promql_metric_names, rule_metric_names
 from lab import control, monitoring, observe
 from lab.drills import faults
 from lab.topology import Topology
@@ -42,7 +42,7 @@ def firing(topo: Topology, alertname: str, **labels: str) -> list[dict[str, Any]
     ]
 
 
-def test_every_target_is_scraped_and_every_rule_metric_exists(monitor_lab: Topology) -> None:
+def test_every_target_is_scraped_and_every_rule_and_dashboard_metric_exists(monitor_lab: Topology) -> None:
     ts = wait_for(lambda: all_targets_up(monitor_lab), 60, "every Prometheus target up")
     jobs = {t["job"] for t in ts}
     assert jobs == {"patroni", "etcd", "postgres", "node", "prometheus", "alertmanager"}
@@ -56,6 +56,12 @@ def test_every_target_is_scraped_and_every_rule_metric_exists(monitor_lab: Topol
         if names - exposed - set(NOT_IN_THE_LAB)
     }
     assert missing == {}, "rules read metrics no lab endpoint exposes"
+    dashboard = {
+        panel: sorted(promql_metric_names(expr) - exposed)
+        for panel, expr in dashboard_exprs().items()
+        if promql_metric_names(expr) - exposed
+    }
+    assert dashboard == {}, "dashboard panels read metrics no lab endpoint exposes"
 
 
 def test_a_healthy_lab_raises_no_alert(monitor_lab: Topology) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cloud_init.monitoring import alert_names, monitoring_files, rules
+from cloud_init.monitoring import alert_names, dashboard_exprs, monitoring_files, rules
 from pgha.settings import Settings, load_stack_file
 from pgha.target import Target
 
@@ -123,3 +123,21 @@ def test_alertmanager_with_webhook_and_email_passes_amtool(tmp_path: Path) -> No
     (receiver,) = doc["receivers"]
     assert receiver["webhook_configs"][0]["url"] == "https://hooks.example.com/pgha"
     assert receiver["email_configs"][0]["auth_password"] == "s3cret-for-test"
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each dashboard query as a recording rule's expression."""
+    exprs = dashboard_exprs()
+    doc = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [{"record": f"pgha:dashboard_{i}", "expr": e} for i, e in enumerate(exprs.values())],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard.rules.yml"
+    path.write_text(yaml.safe_dump(doc))
+    p = subprocess.run([tool("promtool"), "check", "rules", str(path)], check=False, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{len(exprs)} rules found" in p.stdout

@@ -3,6 +3,7 @@ filled from settings and target, every alert documented, scrape targets from the
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import pytest
 import yaml
 
 from cloud_init.monitoring import (
+    DASHBOARD_FILE,
     TEXTFILE_METRICS,
     alert_names,
     alertmanager_config,
+    dashboard_exprs,
     monitoring_files,
     prometheus_config,
     promql_metric_names,
@@ -177,3 +180,31 @@ def test_smtp_password_only_in_the_alertmanager_file_and_it_is_not_world_readabl
 )
 def test_promql_metric_names(expr: str, names: set[str]) -> None:
     assert promql_metric_names(expr) == names
+
+
+def test_grafana_dashboard_is_well_formed() -> None:
+    doc = json.loads(DASHBOARD_FILE.read_text())
+    assert doc["uid"]
+    assert doc["title"]
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    assert {v["name"] for v in doc["templating"]["list"]} == {"datasource", "scope"}
+    for p in doc["panels"]:
+        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["expr"].strip(), p["title"]
+            assert promql_metric_names(t["expr"]), f"{p['title']}: reads no metric"
+    covered = " ".join(dashboard_exprs().values())
+    for needle in (
+        "patroni_primary",
+        "patroni_postgres_timeline",
+        "pgha_replication_replay_lag_seconds",
+        "pg_stat_database_xact_commit",
+        "pg_stat_activity_count",
+        "etcd_server_has_leader",
+        "node_filesystem_avail_bytes",
+    ):
+        assert needle in covered, (
+            f"the dashboard shows no {needle} (issue: roles, timeline, lag, TPS, connections, etcd, disk)"
+        )
