@@ -8,9 +8,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 import pytest
 
-from cloud_init.monitoring import TEXTFILE_METRICS, dashboard_exprs, promql_metric_names, rule_metric_names
+from cloud_init.monitoring import (
+    MONITOR_USER,
+    TEXTFILE_METRICS,
+    dashboard_exprs,
+    promql_metric_names,
+    rule_metric_names,
+)
 from lab import control, monitoring, observe
 from lab.drills import faults
 from lab.drills.run import run_drill
@@ -63,6 +70,46 @@ def test_every_target_is_scraped_and_every_rule_and_dashboard_metric_exists(moni
         if promql_metric_names(expr) - exposed
     }
     assert dashboard == {}, "dashboard panels read metrics no lab endpoint exposes"
+
+
+def test_the_exporter_role_reads_statistics_only_and_only_over_its_socket(monitor_lab: Topology) -> None:
+    t = monitor_lab
+    lead = observe.leader(t)
+    assert lead
+    lay = t.layout(lead)
+    psql = [
+        f"{lay.pg_bin_dir}/psql",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        lay.socket_dir,
+        "-p",
+        str(t.settings.patroni.port),
+        "-U",
+        MONITOR_USER,
+        "-d",
+        "postgres",
+        "-Atc",
+    ]
+    ok = observe.run_as_user([*psql, "select count(*) >= 2 from pg_stat_replication"])
+    assert (ok.returncode, ok.stdout.strip()) == (0, "t"), ok.stderr
+    for sql in (
+        "create table intruder (x int)",
+        "create role intruder login",
+        "select pg_read_file('postgresql.conf')",
+    ):
+        p = observe.run_as_user([*psql, sql])
+        assert p.returncode != 0, sql
+        assert "permission denied" in p.stderr, p.stderr
+    # Over the network, even with the CA and TLS: no pg_hba line lets it in (no password exists).
+    dsn = (
+        t.node_dsn(lead)
+        .replace(f"user={t.settings.patroni.app_user}", f"user={MONITOR_USER}")
+        .replace(f"dbname={t.settings.patroni.app_database}", "dbname=postgres")
+    )
+    with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry|pg_hba\.conf rejects"):
+        psycopg.connect(dsn, password="anything")
 
 
 def test_a_healthy_lab_raises_no_alert(monitor_lab: Topology) -> None:

@@ -23,6 +23,7 @@ from cloud_init.monitoring import (
     rules,
     scrape_targets,
 )
+from pgha.firewall import allow_list
 from pgha.settings import SettingsError, load, load_stack_file
 from pgha.target import Target
 from tests.unit.test_settings import DELETE, with_
@@ -208,3 +209,19 @@ def test_grafana_dashboard_is_well_formed() -> None:
         assert needle in covered, (
             f"the dashboard shows no {needle} (issue: roles, timeline, lag, TPS, connections, etcd, disk)"
         )
+
+
+def test_exporter_ports_open_to_the_monitoring_host_only() -> None:
+    s = load_stack_file("prod")
+    m = s.monitoring
+    metrics_ports = {m.etcd_metrics_port, m.node_exporter_port, m.postgres_exporter_port}
+    rules_ = [a for a in allow_list(s, s.plan) if a.port in metrics_ports]
+    assert {(a.role, a.port) for a in rules_} == {
+        ("etcd", m.etcd_metrics_port),
+        ("etcd", m.node_exporter_port),
+        ("patroni", m.postgres_exporter_port),
+        ("patroni", m.node_exporter_port),
+    }
+    assert {a.sources for a in rules_} == {(s.plan.monitoring.address,)}
+    ui = {a.port: a.sources for a in allow_list(s, s.plan) if a.role == "monitoring"}
+    assert ui[m.prometheus_port] == ui[m.alertmanager_port] == (s.plan.bastion.address,)
