@@ -27,11 +27,9 @@ from pgha.secrets import SshHostKey
 from pgha.settings import Settings
 from pgha.target import Target
 
-from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, ssh_host_key
+from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, ssh_host_key, with_deploy_key
 
 TYPE = "pgha:index:MonitoringHost"
-#: OVH's Debian 12 image, as the nodes use.
-IMAGE = "Debian 12"
 
 
 @dataclass(frozen=True)
@@ -82,6 +80,7 @@ class MonitoringHost(pulumi.ComponentResource):
             "ca": args.ca_cert,
             "host_private": host_key.private_key_openssh,
             "host_public": self.host_key,
+            "deploy_key": args.placement.deploy_key,
         }
         if args.smtp_password is not None:
             inputs["smtp"] = args.smtp_password
@@ -93,8 +92,7 @@ class MonitoringHost(pulumi.ComponentResource):
             name=hostname(s, node.name),
             region=region,
             flavor_name=s.monitoring.flavor,
-            image_id=image_id(self, IMAGE, region),
-            key_pair=args.placement.key_pair,
+            image_id=image_id(self, s.etcd.image, region),  # Debian 12, as the etcd members (and the bastion)
             user_data=self.user_data,
             stop_before_destroy=True,  # Prometheus flushes its TSDB head on a clean stop
             networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
@@ -112,9 +110,9 @@ class MonitoringHost(pulumi.ComponentResource):
 
 
 def _user_data(settings: Settings, values: dict[str, str]) -> str:
-    """Runs inside Output.apply, once the CA, host key and SMTP password are known."""
+    """Runs inside Output.apply, once the CA, host key, deploy key and SMTP password are known."""
     node = render_monitoring_node(
-        settings,
+        with_deploy_key(settings, values["deploy_key"]),
         Target.vm(settings),
         values["ca"],
         smtp_password=values.get("smtp"),
