@@ -130,7 +130,7 @@ def query(topo: Topology, promql: str) -> list[dict[str, Any]]:
     return result
 
 
-def scrape_cost(topo: Topology, window: float = 30.0) -> dict[str, float]:
+def scrape_cost(topo: Topology, window: float = 20.0) -> dict[str, float]:
     """CPU milliseconds per scrape of each exporter, and mean scrape duration per job (ms)."""
     pids = monitoring_pids(topo)
     exporters = {n: p for n, p in pids.items() if n.endswith("exporter")}
@@ -142,8 +142,8 @@ def scrape_cost(topo: Topology, window: float = 30.0) -> dict[str, float]:
     out = {f"cpu ms/scrape {n}": 1000 * (after[n] - before[n]) / scrapes for n in exporters}
     for r in query(topo, "avg by (job) (avg_over_time(scrape_duration_seconds[30s]))"):
         out[f"scrape duration ms job={r['metric']['job']}"] = 1000 * float(r["value"][1])
-    for r in query(topo, "sum by (job) (scrape_samples_scraped)"):
-        out[f"samples/scrape job={r['metric']['job']}"] = float(r["value"][1])
+    for r in query(topo, "avg by (job) (scrape_samples_scraped)"):
+        out[f"samples per target job={r['metric']['job']}"] = float(r["value"][1])
     return out
 
 
@@ -165,9 +165,9 @@ def main() -> int:
     control.start_supervisor(topo)
     raw: dict[str, list[float]] = {}
     try:
-        quiet(topo)
-        pids = monitoring_pids(topo)
-        for _ in range(10):
+        for i in range(args.runs):
+            quiet(topo)
+            pids = monitoring_pids(topo)
             for group, names in (
                 ("Prometheus + Alertmanager PSS", ["prometheus", "alertmanager"]),
                 (
@@ -176,10 +176,8 @@ def main() -> int:
                 ),
             ):
                 raw.setdefault(group, []).append(pss_kib([pids[n] for n in names]) / 1024)
-            time.sleep(0.5)
-        for k, v in scrape_cost(topo).items():
-            raw.setdefault(k, []).append(v)
-        for i in range(args.runs):
+            for k, v in scrape_cost(topo).items():
+                raw.setdefault(k, []).append(v)
             for name, scenario in SCENARIOS.items():
                 quiet(topo)
                 t = scenario(topo)
