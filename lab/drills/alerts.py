@@ -43,20 +43,24 @@ class AlertWatcher:
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 self.errors += 1
                 alerts = []
-            for a in alerts:
-                key = (a["alertname"], a["labels"].get("node", ""))
-                entry = self.seen.setdefault(
-                    key,
-                    {
-                        "alertname": key[0],
-                        "node": key[1],
-                        "severity": a["labels"].get("severity", ""),
-                        "first_seen": t,
-                        "starts_at": a["startsAt"],
-                    },
-                )
-                entry["last_seen"] = t
+            self.record(alerts, t)
             self._stop.wait(POLL)
+
+    def record(self, alerts: list[dict[str, Any]], t: float) -> None:
+        """One poll's active alerts (lab.monitoring.active_alerts), seen at drill time ``t``."""
+        for a in alerts:
+            key = (a["alertname"], a["labels"].get("node", ""))
+            entry = self.seen.setdefault(
+                key,
+                {
+                    "alertname": key[0],
+                    "node": key[1],
+                    "severity": a["labels"].get("severity", ""),
+                    "first_seen": t,
+                    "starts_at": a["startsAt"],
+                },
+            )
+            entry["last_seen"] = t
 
     def summary(self, fault_t: float | None) -> list[dict[str, Any]]:
         """Alerts seen, in order of appearance; times in seconds after the fault (None: no fault)."""

@@ -23,6 +23,8 @@ from cloud_init.monitoring import (
     rules,
     scrape_targets,
 )
+from lab.drills.alerts import AlertWatcher
+from lab.topology import Topology
 from pgha.firewall import allow_list
 from pgha.settings import SettingsError, load, load_stack_file
 from pgha.target import Target
@@ -225,3 +227,22 @@ def test_exporter_ports_open_to_the_monitoring_host_only() -> None:
     assert {a.sources for a in rules_} == {(s.plan.monitoring.address,)}
     ui = {a.port: a.sources for a in allow_list(s, s.plan) if a.role == "monitoring"}
     assert ui[m.prometheus_port] == ui[m.alertmanager_port] == (s.plan.bastion.address,)
+
+
+def test_alert_watcher_reports_alerts_in_order_relative_to_the_fault(tmp_path: Path) -> None:
+    s = load_stack_file("prod")
+    topo = Topology(stack="prod", run_dir=tmp_path, settings=s, target=Target.lab(s, tmp_path, "127.85", "pgha", "/x"))
+    w = AlertWatcher(topo, lambda: 0.0)
+    down = {"alertname": "PghaPatroniDown", "labels": {"node": "pg1", "severity": "warning"}, "startsAt": "t1"}
+    failover = {"alertname": "PghaFailover", "labels": {"severity": "warning"}, "startsAt": "t2"}
+    w.record([down], 10.0)
+    w.record([down, failover], 12.0)
+    w.record([], 13.0)
+    w.record([down], 14.0)
+    assert w.summary(fault_t=8.0) == [
+        {"alertname": "PghaPatroniDown", "node": "pg1", "severity": "warning", "starts_at": "t1",
+         "fired_after_fault_s": 2.0, "last_seen_after_fault_s": 6.0},
+        {"alertname": "PghaFailover", "node": "", "severity": "warning", "starts_at": "t2",
+         "fired_after_fault_s": 4.0, "last_seen_after_fault_s": 4.0},
+    ]  # fmt: skip
+    assert AlertWatcher(topo, lambda: 0.0).summary(fault_t=None) == []
