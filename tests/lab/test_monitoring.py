@@ -6,6 +6,7 @@ faults the rules exist for fire them (and resolve). Timings: bench/monitoring.py
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -152,7 +153,7 @@ def test_primary_node_death_drill_records_the_failover_alert_which_then_resolves
     """The node-death drill (lab/drills): SIGKILL the primary under write load, restart it.
     The drill records, from Alertmanager's API, the failover notice firing after the fault."""
     t = monitor_lab
-    r = run_drill(t, "node-death", t.run_dir / "drills", png=False)
+    r = run_drill(t, "node-death", t.run_dir / "drills")
     assert r["error"] is None, r["error"]
     assert r["failover"]
     assert r["healthy_after"]
@@ -160,5 +161,6 @@ def test_primary_node_death_drill_records_the_failover_alert_which_then_resolves
     assert "PghaFailover" in fired, r["alerts"]
     assert fired["PghaFailover"]["fired_after_fault_s"] > 0
     assert "PghaMultiplePrimaries" not in fired
+    assert Path(r["png"]).stat().st_size > 0  # the timeline, annotated with the alerts (lab/drills/report.py)
     # The notice lasts the lab's failover window (60 s) after the timeline changed.
     wait_for(lambda: not firing(t, "PghaFailover"), 150, "PghaFailover resolved")
