@@ -121,6 +121,10 @@ def test_a_healthy_lab_raises_no_alert(monitor_lab: Topology) -> None:
         seen |= {f"{a['alertname']}{a['labels']}" for a in monitoring.active_alerts(monitor_lab)}
         time.sleep(1)
     assert seen == set()
+    status = observe.status_table(monitor_lab)  # what `python -m lab status` prints
+    n = len(monitoring.targets(monitor_lab))
+    assert f"targets up {n}/{n}" in status, status
+    assert "alerts: none" in status, status
 
 
 def test_a_stopped_replica_fires_patroni_down_then_resolves(monitor_lab: Topology) -> None:
