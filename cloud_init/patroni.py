@@ -11,7 +11,7 @@ from pgha.secrets import PatroniNodeSecrets, scram_sha256
 from pgha.settings import Settings
 from pgha.target import Target
 
-from . import dns_callback
+from . import dns_callback, monitoring
 from .common import (
     REPLICATION_USER,
     REST_USER,
@@ -33,11 +33,13 @@ PATRONI_REQUIREMENTS = (Path(__file__).parent / "patroni-requirements.txt").read
 
 
 def pg_hba(settings: Settings, plan: AddressPlan) -> list[str]:
-    """hostssl + scram-sha-256 only; replication role only for replication."""
+    """hostssl + scram-sha-256 only; replication role only for replication; the exporter
+    over the local socket as its OS user (peer: no password exists)."""
     pg = settings.patroni
     lines = [
         f"local all {SUPERUSER} peer map=pgha",
         f"local replication {SUPERUSER} peer map=pgha",
+        f"local postgres {monitoring.MONITOR_USER} peer map=pgha-monitor",
         f"hostssl replication {REPLICATION_USER} {plan.cidr} scram-sha-256",
         f"hostssl postgres {REWIND_USER} {plan.cidr} scram-sha-256",
     ]
@@ -134,7 +136,10 @@ def patroni_config(settings: Settings, target: Target, node: Node, secrets: Patr
                 "ssl_ca_file": f"{tls}/ca.crt",
             },
             "pg_hba": pg_hba(settings, plan),
-            "pg_ident": [f"pgha {layout.pg_os_user} {SUPERUSER}"],
+            "pg_ident": [
+                f"pgha {layout.pg_os_user} {SUPERUSER}",
+                f"pgha-monitor {layout.exporter_os_user} {monitoring.MONITOR_USER}",
+            ],
         },
         "watchdog": {"mode": pg.watchdog if layout.watchdog else "off", "device": "/dev/watchdog", "safety_margin": 5},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
@@ -163,6 +168,7 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         app_user=pg.app_user,
         app_database=pg.app_database,
         app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
+        monitor_user=monitoring.MONITOR_USER,
     )
     patroni_bin = f"{layout.patroni_venv}/bin/patroni"
     files = [
@@ -235,6 +241,10 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
                 tpl("patroni/61-pgha-watchdog.rules.j2", user=layout.pg_os_user),
             )
         )
+    files += monitoring.exporter_files(settings, target, node)
+    files += monitoring.cert_expiry_files(
+        target, node, [f"{tls}/ca.crt", f"{tls}/server.crt", f"{tls}/etcd-client.crt"]
+    )
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "patroni"))
     runcmd: list[list[str] | str] = []
@@ -281,6 +291,11 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
+        # The exporters started at install with the drop-ins already there; restart once more
+        # so a changed drop-in is read (postgres-exporter retries until PostgreSQL is up).
+        ["systemctl", "restart", *monitoring.exporter_units(node)],
+        ["systemctl", "enable", "pgha-cert-expiry.timer"],
+        ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
         ["systemctl", "enable", "pgha-patroni.service"],
         ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]
@@ -311,7 +326,13 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
     user_data = cloud_config(
         settings,
         node,
-        packages=[f"postgresql-{pg.postgres_version}", "python3-venv", "etcd-client", "nftables"],
+        packages=[
+            f"postgresql-{pg.postgres_version}",
+            "python3-venv",
+            "etcd-client",
+            "nftables",
+            *monitoring.exporter_packages(node),
+        ],
         files=files,
         runcmd=runcmd,
         extra=extra,

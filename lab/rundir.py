@@ -12,6 +12,7 @@ from pathlib import Path
 from cloud_init.common import RenderedNode
 from pgha.secrets import Passwords
 
+from . import monitoring
 from .pki import LabCA
 from .topology import Topology, haproxy_config, load_topology, new_passwords, render_lab, run_user
 
@@ -91,6 +92,7 @@ def prepare(topo: Topology) -> None:
     topo.ca_file.write_text(ca.pem)
     _write_secret(topo.run_dir / "ca.key", ca.key_pem)
     write_node_files(topo, render_lab(topo, passwords, ca))
+    monitoring.write_files(topo, ca.pem)
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
     lab_file(run).write_text(json.dumps({"stack": topo.stack, "prefix": prefix_of(topo)}))
     write_pgpass(topo, passwords)
@@ -100,6 +102,8 @@ def rewrite_certs(topo: Topology) -> None:
     """New certificates for every node under the existing lab CA, written atomically."""
     ca = LabCA("", existing=(topo.ca_file.read_text(), (topo.run_dir / "ca.key").read_text()))
     write_node_files(topo, render_lab(topo, topo.passwords(), ca))
+    if monitoring.enabled(topo):
+        monitoring.write_certificate_expiry(topo)
 
 
 def write_pgpass(topo: Topology, passwords: Passwords) -> None:

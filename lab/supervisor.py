@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import monitoring
 from .drills import netcut
 from .topology import Topology, load_topology, run_user
 
@@ -74,6 +75,7 @@ def commands(topo: Topology) -> dict[str, list[str]]:
         wait = f"{lay.python} {lay.bin_dir}/pgha-check-etcd --config {lay.etc_dir}/check.json --wait 0 --reachable"
         out[n] = ["/bin/sh", "-c", f"{wait} && exec {lay.patroni_venv}/bin/patroni {lay.etc_dir}/patroni.yml"]
     out["haproxy"] = ["/usr/sbin/haproxy", "-db", "-f", str(topo.run_dir / "haproxy" / "haproxy.cfg")]
+    out.update(monitoring.commands(topo))
     return out
 
 
@@ -174,7 +176,9 @@ class Supervisor:
         self.reap()
 
     def stop_all(self) -> None:
-        # Patroni first (it stops its PostgreSQL), then HAProxy, then etcd.
+        # Monitoring first (it would only report the rest stopping), then Patroni (it stops
+        # its PostgreSQL), then HAProxy, then etcd.
+        self.stop_group(monitoring.names(self.topo))
         self.stop_group(self.topo.pg_names)
         self.stop_group(["haproxy"])
         self.stop_group(self.topo.etcd_names)
@@ -215,6 +219,8 @@ class Supervisor:
         for n in self.topo.pg_names:
             self.start(n)
         self.start("haproxy")
+        for n in monitoring.names(self.topo):
+            self.start(n)
         while not self.stopping:
             self.reap()
             self.serve_requests()

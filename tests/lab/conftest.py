@@ -21,7 +21,7 @@ from lab import control, observe, rundir
 from lab.topology import Topology, load_topology, scratch_dir
 
 #: Loopback prefix of each lab the tests start: name -> 127.N.
-PREFIXES = {"sync": "127.77", "cli": "127.78", "drills": "127.79", "dns": "127.82"}
+PREFIXES = {"sync": "127.77", "cli": "127.78", "drills": "127.79", "dns": "127.82", "monitor": "127.85"}
 
 FAILED: list[str] = []
 
