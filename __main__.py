@@ -17,6 +17,7 @@ from components.patroni import PatroniCluster, PatroniClusterArgs
 from components.pki import Pki, PkiArgs
 from components.validation import Validation, ValidationArgs
 from pgha.target import Target
+from pgha.timing import client_deadline
 
 cfg = load_stack_config()  # raises with every problem before any resource exists
 s, plan = cfg.settings, cfg.settings.plan
@@ -72,6 +73,8 @@ pulumi.export("ca_certificate", pki.ca_cert)
 pulumi.export("app_user", s.patroni.app_user)
 pulumi.export("app_password", patroni.app_password)
 pulumi.export("haproxy_config", render_haproxy(s, Target.vm(s)))
+# The failover deadline the generated application config uses (scripts/app_config.py).
+pulumi.export("client_deadline", client_deadline(s.patroni.ttl, s.patroni.loop_wait))
 for key, value in {
     "dns_name": endpoint.dns_name,
     "lb_address": endpoint.lb_address,

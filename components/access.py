@@ -24,7 +24,7 @@ import pulumi_openstack as openstack
 import pulumi_tls as tls
 
 from cloud_init.bastion import render_bastion
-from cloud_init.common import hostname
+from cloud_init.common import hostname, nova_user_data
 from pgha.firewall import allow_list, as_cidr
 from pgha.secrets import SshHostKey
 from pgha.settings import Settings
@@ -153,7 +153,7 @@ class Access(pulumi.ComponentResource):
             self.bastion_host_key = public_key(host_key)
             bastion_user_data: pulumi.Output[str] = pulumi.Output.all(
                 host_key.private_key_openssh, self.bastion_host_key
-            ).apply(lambda v: render_bastion(s, SshHostKey(private=v[0], public=v[1])))
+            ).apply(lambda v: nova_user_data(render_bastion(s, SshHostKey(private=v[0], public=v[1]))))
             bastion_user_data = pulumi.Output.secret(bastion_user_data)
             # One private port and a floating IP, never a second interface on Ext-Net: two
             # interfaces (Ext-Net and the private subnet with DHCP and a gateway) can each

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_openstack as openstack
 
-from cloud_init.common import hostname
+from cloud_init.common import hostname, nova_user_data
 from cloud_init.etcd import render_etcd_node
 from pgha.plan import Node
 from pgha.secrets import EtcdNodeSecrets, KeyPair, SshHostKey
@@ -116,4 +116,6 @@ def _user_data(settings: Settings, node: Node, cluster_state: str, values: dict[
         node=KeyPair(cert=values["cert"], key=values["key"]),
         host_key=SshHostKey(private=values["host_private"], public=values["host_public"]),
     )
-    return render_etcd_node(settings, Target.vm(settings), node, secrets, cluster_state=cluster_state).user_data
+    return nova_user_data(
+        render_etcd_node(settings, Target.vm(settings), node, secrets, cluster_state=cluster_state).user_data
+    )

@@ -19,7 +19,7 @@ import pulumi
 import pulumi_openstack as openstack
 import pulumi_random as random
 
-from cloud_init.common import hostname
+from cloud_init.common import hostname, nova_user_data
 from cloud_init.patroni import render_patroni_node
 from pgha.plan import Node
 from pgha.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets, SshHostKey
@@ -205,4 +205,4 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         host_key=SshHostKey(private=v["host_private"], public=v["host_public"]),
     )
     target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})
-    return render_patroni_node(settings, target, node, secrets).user_data
+    return nova_user_data(render_patroni_node(settings, target, node, secrets).user_data)

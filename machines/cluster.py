@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_init.common import nova_user_data, served_user_data
 from components.validation import etcd_script, patroni_script
 from lab.topology import new_passwords
 from pgha.secrets import Passwords
@@ -173,7 +174,10 @@ def boot(m: Machines, log: Log = print, exact: bool = False) -> None:
         nodes.prepare(p, base, image.apt_cache_dir())
         instance = f"i-{m.stack}-{spec.name}-{run_id}"
         nodes.write_seed(
-            p, seed.meta_data(spec, instance, [pub]), user_data[spec.name], seed.network_config_yaml(spec, nameservers)
+            p,
+            seed.meta_data(spec, instance, [pub]),
+            served_user_data(nova_user_data(user_data[spec.name])),
+            seed.network_config_yaml(spec, nameservers),
         )
         (p.dir / "user-data").write_text(user_data[spec.name])
         os.chmod(p.dir / "user-data", 0o600)

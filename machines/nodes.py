@@ -86,13 +86,19 @@ def prepare(paths: NodePaths, base: Path, apt_cache: Path) -> None:
     (paths.root / "var/log/journal").mkdir(parents=True, exist_ok=True)
 
 
-def write_seed(paths: NodePaths, meta_data: str, user_data: str, network_config: str) -> None:
+def write_seed(paths: NodePaths, meta_data: str, user_data: bytes, network_config: str) -> None:
+    """``user_data``: the bytes OVH's metadata service would serve (gzip, see
+    cloud_init.common.nova_user_data), so cloud-init decompresses them as on a VM."""
     seed = paths.root / SEED_DIR
     seed.mkdir(parents=True, exist_ok=True)
     os.chmod(seed, 0o700)
-    for name, content in (("meta-data", meta_data), ("user-data", user_data), ("network-config", network_config)):
+    for name, content in (
+        ("meta-data", meta_data.encode()),
+        ("user-data", user_data),
+        ("network-config", network_config.encode()),
+    ):
         f = seed / name
-        f.write_text(content)
+        f.write_bytes(content)
         os.chmod(f, 0o600)
 
 

@@ -16,3 +16,20 @@ TIMING_PROFILES: dict[str, dict[str, int]] = {
 }
 
 DEFAULT_PROFILE = "fast"
+
+#: Seconds a client needs past the moment a replica may take over: Patroni's promotion
+#: (pg_ctl promote, synchronous standby reconfigured; 1-3 s measured), one backoff step
+#: of the connectors (cap 1 s) and a connect attempt to each dead host before the new
+#: primary (connect_timeout 2 s each, two at most with three nodes).
+CLIENT_DEADLINE_MARGIN = 10
+
+
+def client_deadline(ttl: int, loop_wait: int) -> float:
+    """The failover deadline the generated application config recommends.
+
+    A node death leaves the cluster without a primary until the leader key expires (at
+    most ``ttl`` after the last successful update) and a replica's HA loop sees it (at
+    most ``loop_wait`` later); then ``CLIENT_DEADLINE_MARGIN``. A connector whose
+    deadline is shorter surfaces an error for the request in flight during every node
+    death (docs/applications.md: 15 s, the library default, against ~20 s with ``fast``)."""
+    return float(ttl + loop_wait + CLIENT_DEADLINE_MARGIN)

@@ -10,8 +10,11 @@ Writes three files side by side and never puts the password into the config:
     pg.password      the application password, mode 0600 (not written with --password-env)
     pg.ca.crt        the cluster CA (sslrootcert)
 
-``connect_timeout`` and ``deadline`` default to the clients' own defaults
-(``clients/php/defaults.json``, read through ``pgha_client.defaults``).
+``deadline`` defaults to the stack's ``client_deadline`` output: Patroni's ttl + loop_wait
++ a margin (``pgha.timing.client_deadline``), so a node death does not surface an error
+to a request in flight; ``connect_timeout`` (and ``deadline`` for an older stack without
+that output) default to the clients' own defaults (``clients/php/defaults.json``, read
+through ``pgha_client.defaults``).
 
 Relative paths in the config are resolved by the connector against the config's
 directory, so the three files move together. ``--via`` picks how the connector reaches
@@ -77,6 +80,7 @@ def lab_outputs(run_dir: Path) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from cloud_init.endpoint import libpq_dsn
     from lab.rundir import open_lab
+    from pgha.timing import client_deadline
 
     topo = open_lab(run_dir)
     return {
@@ -86,6 +90,7 @@ def lab_outputs(run_dir: Path) -> dict[str, Any]:
         "app_password": topo.passwords().app,
         "ca_certificate": topo.ca_file.read_text(),
         "haproxy_config": (run_dir / "haproxy" / "haproxy.cfg").read_text(),
+        "client_deadline": client_deadline(topo.settings.patroni.ttl, topo.settings.patroni.loop_wait),
     }
 
 
@@ -96,10 +101,11 @@ def connector_config(
     port: int | None = None,
     application_name: str = DEFAULT_APPLICATION_NAME,
     connect_timeout: int = defaults.CONNECT_TIMEOUT,
-    deadline: float = defaults.DEADLINE,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """The connector config, without any password key and without sslrootcert (the
-    caller adds where it stored the secret and the CA). Raises with every problem."""
+    caller adds where it stored the secret and the CA). Raises with every problem.
+    ``deadline``: None = the stack's ``client_deadline`` output (else the clients' default)."""
     problems: list[str] = []
     for name in REQUIRED:
         if outputs.get(name) in (None, "", []):
@@ -151,7 +157,7 @@ def connector_config(
         "user": outputs["app_user"],
         "sslmode": sslmode,
         "connect_timeout": connect_timeout,
-        "deadline": deadline,
+        "deadline": deadline if deadline is not None else float(outputs.get("client_deadline") or defaults.DEADLINE),
         "application_name": application_name,
     }
 
@@ -219,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--deadline",
         type=float,
-        default=defaults.DEADLINE,
-        help="seconds one connect()/run() may take in total (default: %(default)s, the clients' default)",
+        default=None,
+        help="seconds one connect()/run() may take in total (default: the stack's client_deadline output, "
+        "ttl + loop_wait + margin; the clients' default, "
+        f"{defaults.DEADLINE:g}, for a stack without it)",
     )
     args = ap.parse_args(argv)
     try:

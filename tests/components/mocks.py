@@ -25,6 +25,7 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.sync_await import _sync_await
 
+from cloud_init.common import read_user_data
 from components.nodes import Placement
 from components.pki import TlsKeyPair
 from pgha.secrets import SshHostKey, fake_keypair
@@ -88,6 +89,10 @@ class Registered:
 
     def input(self, key: str) -> Any:
         return unwrap(self.inputs.get(key))
+
+    def user_data(self) -> str:
+        """The instance's #cloud-config text (its userData input is gzip+base64, as Nova gets it)."""
+        return read_user_data(self.input("userData"))
 
     def is_secret(self, key: str) -> bool:
         return rpc.is_rpc_secret(self.inputs.get(key))

@@ -165,7 +165,7 @@ def test_bastion(harness):
     assoc = h.named("access-bastion-ip-association")
     assert (assoc.input("floatingIp"), assoc.input("portId")) == (BASTION_PUBLIC_IP, h.id_of(port))
     assert bastion.input("keyPair") == "pgha-dev-deploy"
-    user_data = yaml.safe_load(bastion.input("userData"))
+    user_data = yaml.safe_load(bastion.user_data())
     assert user_data["ssh_authorized_keys"] == list(s.access.ssh_public_keys)
     assert user_data["ssh_pwauth"] is False
     assert h.resolve(access.bastion_ip)[0] == BASTION_PUBLIC_IP

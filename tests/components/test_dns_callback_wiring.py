@@ -4,6 +4,7 @@ import pulumi
 import pytest
 import yaml
 
+from cloud_init.common import read_user_data
 from components.config import DnsApiKeys
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.patroni import PatroniCluster, PatroniClusterArgs
@@ -42,7 +43,7 @@ def test_callback_in_user_data(harness):
     p = h.run(program)
     ud, secret = h.resolve(p.user_data[0])
     assert secret
-    doc = yaml.safe_load(ud)
+    doc = yaml.safe_load(read_user_data(ud))
     files = {f["path"]: f for f in doc["write_files"]}
     cb = json.loads(files["/etc/pgha/dns-callback.json"]["content"])
     assert cb["ovh"]["consumer_key"] == "CK1"

@@ -63,7 +63,7 @@ def test_members(harness, stack):
         assert inst.is_secret("userData"), inst.urn
         kp = fake_keypair(member)
         assert (
-            inst.input("userData")
+            inst.user_data()
             == render_etcd_node(
                 s,
                 Target.vm(s),

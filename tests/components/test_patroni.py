@@ -90,9 +90,9 @@ def test_nodes(harness, stack):
             host_key=mock_ssh_host_key(f"patroni-{node}-host-key"),
         )
         target = Target.vm(s, volume_ids={node: h.id_of(volume)})
-        assert inst.input("userData") == render_patroni_node(s, target, plan.patroni[i], secrets).user_data, inst.urn
+        assert inst.user_data() == render_patroni_node(s, target, plan.patroni[i], secrets).user_data, inst.urn
         serial = h.id_of(volume)[:20]
-        assert f"device: /dev/disk/by-id/virtio-{serial}" in inst.input("userData"), "the data disk by its serial"
+        assert f"device: /dev/disk/by-id/virtio-{serial}" in inst.user_data(), "the data disk by its serial"
 
 
 def test_passwords_are_safe_for_yaml_and_libpq(harness):

@@ -10,6 +10,7 @@ from cloud_init.common import etcd_urls
 from cloud_init.endpoint import libpq_dsn, render_haproxy
 from pgha.settings import SettingsError
 from pgha.target import Target
+from pgha.timing import client_deadline
 
 from .mocks import BASTION_PUBLIC_IP, OPENSTACK_NETWORK_ID, ROLLED_ONLY_INPUTS, ROOT, plaintext_leaks
 
@@ -36,6 +37,7 @@ ALWAYS = {
     "app_user",
     "app_password",
     "haproxy_config",
+    "client_deadline",
 }
 OPTIONAL = {"dev": {"bastion_ip"}, "prod": {"bastion_ip", "dns_name", "lb_address"}}
 
@@ -85,6 +87,7 @@ def test_stack_outputs(deployed):
     assert "password" not in value["libpq_dsn"]
     assert value["haproxy_config"] == render_haproxy(s, Target.vm(s))
     assert value["app_user"] == s.patroni.app_user
+    assert value["client_deadline"] == client_deadline(s.patroni.ttl, s.patroni.loop_wait)
     assert value["app_password"] in h.mocks.secrets
     assert value["ca_certificate"].startswith("-----BEGIN CERTIFICATE-----")
     assert value["bastion_ip"] == BASTION_PUBLIC_IP
@@ -118,7 +121,7 @@ def test_no_plaintext_secret_anywhere(deployed):
     pg1 = h.named("patroni-pg1")
     app_password = outputs_value(h, "app_password")
     assert pg1.is_secret("userData")
-    assert {p for p in kinds["passwords"] if p in pg1.input("userData")} == set(kinds["passwords"]) - {app_password}
+    assert {p for p in kinds["passwords"] if p in pg1.user_data()} == set(kinds["passwords"]) - {app_password}
 
 
 def outputs_value(h, name):

@@ -14,6 +14,7 @@ import pytest
 from cloud_init.endpoint import libpq_dsn, render_haproxy
 from pgha.settings import load_stack_file
 from pgha.target import Target
+from pgha.timing import CLIENT_DEADLINE_MARGIN, client_deadline
 from pgha_client import defaults
 
 pytestmark = pytest.mark.unit
@@ -30,6 +31,7 @@ SAMPLE_PROD_OUTPUT = """{
   "app_password": "s3cretAppPassw0rdFromPulumiRandom",
   "app_user": "app",
   "bastion_ip": "203.0.113.10",
+  "client_deadline": 32.0,
   "ca_certificate": "-----BEGIN CERTIFICATE-----\\nMIIBsample\\n-----END CERTIFICATE-----\\n",
   "dns_name": "db-prod.example.com",
   "etcd_addresses": ["10.43.0.11", "10.43.0.12", "10.43.0.13"],
@@ -51,6 +53,19 @@ def test_sample_matches_what_the_stack_exports() -> None:
     assert out["libpq_dsn"] == libpq_dsn(s, s.plan)
     assert out["patroni_addresses"] == s.plan.addresses("patroni")
     assert out["lb_address"] == s.plan.lb
+    assert out["client_deadline"] == client_deadline(s.patroni.ttl, s.patroni.loop_wait)
+
+
+def test_deadline_rides_through_a_node_death() -> None:
+    """The generated config's deadline outlasts the time a node death leaves without a
+    primary (leader key expiry + one HA loop), by the margin; the clients' own default
+    (for web requests that should fail fast) does not."""
+    s = load_stack_file("prod", ROOT)
+    no_primary = s.patroni.ttl + s.patroni.loop_wait
+    assert app_config.connector_config(sample())["deadline"] == no_primary + CLIENT_DEADLINE_MARGIN
+    assert no_primary > defaults.DEADLINE
+    older = {k: v for k, v in sample().items() if k != "client_deadline"}  # a stack from before the output
+    assert app_config.connector_config(older)["deadline"] == defaults.DEADLINE
 
 
 def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:
@@ -67,7 +82,7 @@ def test_nodes_config_password_in_a_0600_file(tmp_path: Path) -> None:
         "user": "app",
         "sslmode": "verify-full",
         "connect_timeout": defaults.CONNECT_TIMEOUT,
-        "deadline": defaults.DEADLINE,
+        "deadline": 32.0,
         "application_name": "pgha-app",
         "password_file": "pg.password",
         "sslrootcert": "pg.ca.crt",
