@@ -195,23 +195,39 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
     try:
         rundir.prepare(topo)
         control.start_supervisor(topo)
-        observe.wait_healthy(topo, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                observe.wait_healthy(topo, timeout=5)
+                break
+            except LabError:
+                fatal = _restore_failure(topo)
+                if fatal or time.monotonic() > deadline:
+                    raise LabError(fatal or f"not healthy after {timeout:.0f}s") from None
     except BaseException as e:
         why = _restore_failure(topo) or str(e)
         control.stop(topo)
         shutil.rmtree(into, ignore_errors=True)
-        raise LabError(f"restore failed and was rolled back ({into} removed): {why}") from e
+        raise LabError(f"restore failed and was rolled back ({into} removed, nothing left running): {why}") from e
     return topo
 
 
+#: Log lines that end a restore: PostgreSQL stopping short of the target, pgBackRest, etcd.
+FATAL_MARKERS = (
+    "recovery ended before configured recovery target",
+    "requested recovery stop point is before consistent recovery point",
+    '"level":"fatal"',
+)
+
+
 def _restore_failure(topo: Topology) -> str:
-    """The first PostgreSQL/pgBackRest FATAL or ERROR in the new lab's logs."""
-    for n in topo.pg_names:
+    """The first fatal line in the new lab's logs (PostgreSQL, pgBackRest, etcd), or ''."""
+    for n in [*topo.pg_names, *topo.etcd_names]:
         log = topo.run_dir / "logs" / f"{n}.log"
         if log.exists():
             for line in log.read_text(errors="replace").splitlines():
-                if "FATAL" in line or "ERROR:" in line:
-                    return f"{n}: {line.strip()}"
+                if any(m in line for m in FATAL_MARKERS):
+                    return f"{n}: {line.strip()[:400]}"
     return ""
 
 
