@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything pgha needs on a fresh Debian/Ubuntu machine, idempotently:
-#   - distribution packages: etcd, PostgreSQL, HAProxy, PHP (pdo_pgsql), phpunit, cloud-init
+#   - distribution packages: etcd, PostgreSQL, pgBackRest, HAProxy, PHP (pdo_pgsql), phpunit, cloud-init
 #   - the project's virtualenv (.venv) from requirements*.txt
 #   - the Patroni virtualenv (/opt/pgha/patroni), the same pinned version the VMs run,
 #     built from the distribution's python3 so an unprivileged user can run it
@@ -22,10 +22,12 @@ apt_packages=(
   etcd-server etcd-client
   postgresql postgresql-contrib
   haproxy
+  pgbackrest
   php-cli php-pgsql phpunit composer
   cloud-init
   python3-venv python3-dev
   iproute2 procps nftables
+  systemd  # systemd-analyze: the settings loader checks backup.*_calendar with it
 )
 apt_install setup "${apt_packages[@]}"
 
