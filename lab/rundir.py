@@ -103,6 +103,13 @@ def prepare(topo: Topology) -> None:
         pair = ca.issue("lab-s3", [], client=False, dns_names=(s3.HOST,))
         s3.write_files(run, topo.backup_secrets(), pair.cert, pair.key, run_user())
     write_node_files(topo, render_lab(topo, passwords, ca))
+    if topo.settings.backup.enabled:  # what the pgbackrest package and runcmd make on a VM
+        for n in topo.pg_names:
+            lay = topo.layout(n)
+            for d in (lay.pgbackrest_spool, lay.pgbackrest_log):
+                Path(d).mkdir(parents=True, exist_ok=True)
+                _chown(Path(d), run_user())
+                _chown(Path(d).parent, run_user())
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
     meta: dict[str, Any] = {"stack": topo.stack, "prefix": prefix_of(topo)}
     if topo.overrides:
