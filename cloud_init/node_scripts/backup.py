@@ -67,6 +67,23 @@ def timeline_of(wal: str) -> int:
     return int(wal[:8], 16)
 
 
+#: pgbackrest info status codes meaning the stanza does not exist yet (missing stanza path / data).
+STANZA_MISSING = (1, 3)
+
+
+def stanza_missing(cfg: dict[str, Any]) -> bool:
+    try:
+        return (info(cfg).get("status") or {}).get("code") in STANZA_MISSING
+    except (RuntimeError, ValueError):
+        return True
+
+
+def ensure_stanza(cfg: dict[str, Any]) -> int:
+    """stanza-create only when the stanza is missing: it takes the archive lock, which the
+    asynchronous archive-push holds while it works through a backlog."""
+    return stanza_create(cfg) if stanza_missing(cfg) else 0
+
+
 def stanza_create(cfg: dict[str, Any]) -> int:
     p = pgbackrest(cfg, "stanza-create")
     if p.returncode != 0:
@@ -98,7 +115,7 @@ def cmd_run(cfg: dict[str, Any], job: str) -> int:
     if not is_leader(cfg):
         log(f"{cfg['node']} is not the leader: nothing to do ({job})")
         return 0
-    rc = stanza_create(cfg)
+    rc = ensure_stanza(cfg)
     if rc != 0:
         return rc
     if job == "watch":
@@ -114,7 +131,7 @@ def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
     if not bootstrap and not is_leader(cfg):
         log(f"{cfg['node']} is not the leader: the leader creates the stanza")
         return 0
-    return stanza_create(cfg)
+    return ensure_stanza(cfg)
 
 
 def cmd_restore(cfg: dict[str, Any], repo_path: str, options: list[str]) -> int:
