@@ -12,6 +12,7 @@ from components.backup import BackupRepository, BackupRepositoryArgs
 from components.config import load_stack_config
 from components.endpoint import Endpoint, EndpointArgs
 from components.etcd import EtcdCluster, EtcdClusterArgs
+from components.lookups import check_names
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import Placement
 from components.patroni import PatroniCluster, PatroniClusterArgs
@@ -22,6 +23,7 @@ from pgha.timing import client_deadline
 
 cfg = load_stack_config()  # raises with every problem before any resource exists
 s, plan = cfg.settings, cfg.settings.plan
+check_names(s)  # flavors and images exist in the region, before any resource is registered
 network = PrivateNetwork("network", PrivateNetworkArgs(settings=s, service_name=cfg.cloud_project))
 access = Access(
     "access",
@@ -39,7 +41,7 @@ etcd_place = Placement(
     network.network_id,
     network.subnet_id,
     security_group_id=sg["etcd"],
-    key_pair=access.key_pair_name,
+    deploy_key=access.deploy_public_key,
     depends_on=network.egress,
     roll=cfg.roll,
 )

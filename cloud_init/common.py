@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from pgha.firewall import METADATA_ADDRESS, allow_list
+from pgha.firewall import METADATA_ADDRESS, METADATA_ADDRESS_V6, allow_list
 from pgha.plan import AddressPlan, Node
 from pgha.secrets import SshHostKey
 from pgha.settings import Settings
@@ -150,7 +150,12 @@ def firewall_file(settings: Settings, plan: AddressPlan, role: str) -> NodeFile:
     ]
     return NodeFile(
         "/etc/nftables.conf",
-        tpl("common/nftables.conf.j2", rules=rules, metadata_address=METADATA_ADDRESS),
+        tpl(
+            "common/nftables.conf.j2",
+            rules=rules,
+            metadata_address=METADATA_ADDRESS,
+            metadata_address_v6=METADATA_ADDRESS_V6,
+        ),
         mode="0755",
     )
 

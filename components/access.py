@@ -1,13 +1,15 @@
 """Access: who may talk to which node, and how operators and the deploy get in.
 
-- A deploy SSH key (pulumi-tls, ED25519) registered as the OpenStack keypair of every
-  node: the validation commands use it; operators use their own keys from
-  ``access.ssh_public_keys`` (rendered into each node's cloud-init).
+- A deploy SSH key (pulumi-tls, ED25519) the validation commands use, rendered by
+  cloud-init into the admin user's ``ssh_authorized_keys`` of every node and the bastion,
+  next to the operators' own keys (``access.ssh_public_keys``). No Nova keypair: it
+  would belong to the one OpenStack user who created it.
 - Security groups, the same allow-list the renderer writes into each node's nftables
-  host firewall (both from :func:`pgha.firewall.allow_list`). OVH does not
-  enforce security groups on vRack (private network) ports, so the host firewall is
-  what actually filters there; the groups document the intent, are enforced on public
-  ports (the bastion's) and on any platform that enforces them. Both, never one.
+  host firewall (both from :func:`pgha.firewall.allow_list`). OVH enables port security
+  on private (vRack) networks, so the groups filter every node's port, and each port
+  says ``port_security_enabled=True`` rather than relying on the network's default;
+  nftables filters again on the host. Two layers from one list, never one without the
+  other: a flow missing from the list is dropped by both.
 - Optionally a bastion: one private port and a floating IP from Ext-Net (routed by the
   Public Cloud gateway), the only public address, SSH from ``access.admin_cidrs`` only.
   Rolled like a node (``PGHA_ROLL=bastion``).
@@ -29,7 +31,7 @@ from pgha.firewall import allow_list, as_cidr
 from pgha.secrets import SshHostKey
 from pgha.settings import Settings
 
-from .nodes import ROLLED_ONLY, image_id, public_key, ssh_host_key
+from .nodes import ROLLED_ONLY, image_id, public_key, ssh_host_key, with_deploy_key
 
 TYPE = "pgha:index:Access"
 #: OVH's public network: an interface on it gets a public IPv4 (security groups enforced).
@@ -76,12 +78,12 @@ class AccessArgs:
 
 
 class Access(pulumi.ComponentResource):
-    """Deploy keypair, security groups, optional bastion."""
+    """Deploy key, security groups, optional bastion."""
 
-    key_pair_name: pulumi.Output[str]
-    """Name of the OpenStack keypair every node is created with."""
+    deploy_public_key: pulumi.Output[str]
+    """OpenSSH public deploy key, rendered into every node's ``ssh_authorized_keys``."""
     private_key: pulumi.Output[str]
-    """OpenSSH private key of the deploy keypair (secret)."""
+    """OpenSSH private key of the deploy key (secret)."""
     security_group_ids: dict[str, pulumi.Output[str]]
     """Security group id per role: etcd, patroni (and bastion when enabled)."""
     bastion_ip: pulumi.Output[str] | None
@@ -95,14 +97,10 @@ class Access(pulumi.ComponentResource):
 
         key = tls.PrivateKey(f"{name}-deploy-key", algorithm="ED25519", opts=child)
         self.private_key = pulumi.Output.secret(key.private_key_openssh)
-        self.keypair = openstack.compute.Keypair(
-            f"{name}-keypair",
-            name=f"pgha-{s.stack}-deploy",
-            public_key=key.public_key_openssh,
-            region=region,
-            opts=child,
-        )
-        self.key_pair_name = self.keypair.name
+        # Delivered by cloud-init (ssh_authorized_keys), not as a Nova keypair: a keypair
+        # is visible to the OpenStack user who created it only, so a teammate's (or CI's)
+        # later `pulumi up` that replaces a node would be refused the key.
+        self.deploy_public_key = public_key(key)
 
         rules = ingress_rules(s)
         self.security_groups: dict[str, openstack.networking.SecGroup] = {}
@@ -146,14 +144,19 @@ class Access(pulumi.ComponentResource):
                     openstack.networking.PortFixedIpArgs(subnet_id=args.subnet_id, ip_address=s.plan.bastion.address)
                 ],
                 security_group_ids=[sg.id],
+                port_security_enabled=True,
                 region=region,
                 opts=child,
             )
             host_key = ssh_host_key(self, f"{name}-bastion")
             self.bastion_host_key = public_key(host_key)
             bastion_user_data: pulumi.Output[str] = pulumi.Output.all(
-                host_key.private_key_openssh, self.bastion_host_key
-            ).apply(lambda v: nova_user_data(render_bastion(s, SshHostKey(private=v[0], public=v[1]))))
+                host_key.private_key_openssh, self.bastion_host_key, self.deploy_public_key
+            ).apply(
+                lambda v: nova_user_data(
+                    render_bastion(with_deploy_key(s, v[2]), SshHostKey(private=v[0], public=v[1]))
+                )
+            )
             bastion_user_data = pulumi.Output.secret(bastion_user_data)
             # One private port and a floating IP, never a second interface on Ext-Net: two
             # interfaces (Ext-Net and the private subnet with DHCP and a gateway) can each
@@ -164,7 +167,6 @@ class Access(pulumi.ComponentResource):
                 region=region,
                 flavor_name=s.access.bastion.flavor,
                 image_id=image_id(self, s.etcd.image, region),
-                key_pair=self.key_pair_name,
                 user_data=bastion_user_data,
                 networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
                 opts=pulumi.ResourceOptions(
@@ -192,7 +194,7 @@ class Access(pulumi.ComponentResource):
             self.bastion_ip = fip.address
 
         outputs: dict[str, object] = {
-            "key_pair_name": self.key_pair_name,
+            "deploy_public_key": self.deploy_public_key,
             "security_group_ids": self.security_group_ids,
         }
         if self.bastion_ip is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi.runtime.config as runtime_config
 
+from pgha.flavors import memory_warnings
 from pgha.placeholders import placeholder_problems
 from pgha.settings import PROJECT, SECTIONS, Settings, SettingsError, load
 
@@ -140,6 +141,32 @@ def check_roll(settings: Settings, roll: frozenset[str], problems: list[tuple[st
         problems.append((ROLL_ENV, f"unknown node(s) {', '.join(unknown)}; nodes of this stack: {', '.join(known)}"))
 
 
+#: Where the OpenStack provider takes its default region from: the stack's
+#: ``openstack:region``, else the openrc's environment variable.
+OPENSTACK_REGION_KEY = "openstack:region"
+OPENSTACK_REGION_ENV = "OS_REGION_NAME"
+
+
+def check_region(settings: Settings, problems: list[tuple[str, str]]) -> None:
+    """The provider's default region must be ``pgha:network.region``: every pgha resource
+    names its region, but a provider pointed elsewhere authenticates and looks images up
+    in another region, and two keys saying two things is a mistake either way."""
+    want = settings.network.region
+    configured = pulumi.Config("openstack").get("region")
+    source, value = (
+        (OPENSTACK_REGION_KEY, configured)
+        if configured is not None
+        else (OPENSTACK_REGION_ENV, os.environ.get(OPENSTACK_REGION_ENV))
+    )
+    if value is not None and value != want:
+        problems.append(
+            (
+                source,
+                f"{value!r} differs from pgha:network.region {want!r}: set both to the region to deploy in",
+            )
+        )
+
+
 def load_stack_config() -> StackConfig:
     """Read and validate this stack's config; raise once with every problem."""
     problems: list[tuple[str, str]] = []
@@ -151,9 +178,13 @@ def load_stack_config() -> StackConfig:
     except SettingsError as e:
         raise SettingsError(problems + e.problems) from None
     check_roll(settings, roll, problems)
+    check_region(settings, problems)
     # The committed stacks' example values work in the lab; a deployment refuses them.
     problems += placeholder_problems(settings)
     dns_api = dns_api_keys(settings, problems)
+    pg = settings.patroni
+    for path, msg in memory_warnings(pg.flavor, pg.parameters, pg.postgres_version):
+        pulumi.log.warn(f"{path}: {msg}")
     if problems:
         raise SettingsError(problems)
     return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api)

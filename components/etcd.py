@@ -21,7 +21,16 @@ from pgha.secrets import EtcdNodeSecrets, KeyPair, SshHostKey
 from pgha.settings import Settings
 from pgha.target import Target
 
-from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, server_group, ssh_host_key
+from .nodes import (
+    Placement,
+    fixed_port,
+    image_id,
+    instance_opts,
+    public_key,
+    server_group,
+    ssh_host_key,
+    with_deploy_key,
+)
 from .pki import TlsKeyPair
 
 TYPE = "pgha:index:EtcdCluster"
@@ -32,7 +41,7 @@ class EtcdClusterArgs:
     settings: Settings
     """Validated stack settings (the renderer needs all of it; addresses from ``plan.etcd``)."""
     placement: Placement
-    """Network, security group, keypair and boot dependencies of the members."""
+    """Network, security group, deploy key and boot dependencies of the members."""
     ca_cert: pulumi.Input[str]
     """PEM of the cluster CA."""
     certs: Sequence[TlsKeyPair]
@@ -78,6 +87,7 @@ class EtcdCluster(pulumi.ComponentResource):
                     key=pair.key,
                     host_private=host_key.private_key_openssh,
                     host_public=public_key(host_key),
+                    deploy_key=args.placement.deploy_key,
                 ).apply(
                     # A rolled member is a new VM with an empty data dir that joins the running
                     # cluster (after `etcdctl member add`, see README "Day 2").
@@ -94,7 +104,6 @@ class EtcdCluster(pulumi.ComponentResource):
                     region=region,
                     flavor_name=s.etcd.flavor,
                     image_id=image,
-                    key_pair=args.placement.key_pair,
                     user_data=user_data,
                     stop_before_destroy=True,  # etcd and PostgreSQL stop cleanly on replacement
                     networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
@@ -116,6 +125,7 @@ def _user_data(settings: Settings, node: Node, cluster_state: str, values: dict[
         node=KeyPair(cert=values["cert"], key=values["key"]),
         host_key=SshHostKey(private=values["host_private"], public=values["host_public"]),
     )
+    settings = with_deploy_key(settings, values["deploy_key"])
     return nova_user_data(
         render_etcd_node(settings, Target.vm(settings), node, secrets, cluster_state=cluster_state).user_data
     )

@@ -2,8 +2,8 @@
 
 A node is a fixed-IP port (address from the plan) plus an instance in an anti-affinity
 server group, booted with user-data rendered by ``cloud_init``. User-data is read once,
-at first boot, and OpenStack replaces an instance whose user-data (or image, key pair,
-server group) changes, and resizes (reboots) one whose flavor changes. So instances ignore
+at first boot, and OpenStack replaces an instance whose user-data (or image, server group)
+changes, and resizes (reboots) one whose flavor changes. So instances ignore
 later changes of those inputs: a template, flavor or config change would otherwise hit
 every node of a cluster in one update. It is rolled out one node at
 a time instead, by naming the node in ``Placement.roll`` (``PGHA_ROLL=pg2 pulumi up``,
@@ -16,16 +16,18 @@ and PostgreSQL shut down cleanly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_openstack as openstack
 import pulumi_tls as tls
 
-#: Instance inputs whose change replaces (user-data, image, volumes, key pair, server
-#: group) or resizes and reboots (flavor) the instance: followed only by the nodes named
-#: in PGHA_ROLL, one at a time, never by every node of a cluster in one update.
-ROLLED_ONLY = ["user_data", "image_id", "block_devices", "key_pair", "scheduler_hints", "flavor_name"]
+from pgha.settings import Settings
+
+#: Instance inputs whose change replaces (user-data, image, volumes, server group) or
+#: resizes and reboots (flavor) the instance: followed only by the nodes named in
+#: PGHA_ROLL, one at a time, never by every node of a cluster in one update.
+ROLLED_ONLY = ["user_data", "image_id", "block_devices", "scheduler_hints", "flavor_name"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,10 @@ class Placement:
     """OpenStack id of the private subnet (fixed IPs are allocated in it)."""
     security_group_id: pulumi.Input[str]
     """Security group of the node's port (the role's allow-list)."""
-    key_pair: pulumi.Input[str]
-    """OpenStack keypair name (the deploy key used by the validation commands)."""
+    deploy_key: pulumi.Input[str]
+    """OpenSSH public deploy key (the validation commands' key): cloud-init adds it to the
+    admin user's ``ssh_authorized_keys``. Not a Nova keypair: a keypair belongs to the
+    OpenStack user who created it, and another user rolling a node later is refused it."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """Resources that must exist before a node boots, e.g. the egress gateway."""
     roll: frozenset[str] = frozenset()
@@ -55,6 +59,13 @@ def ssh_host_key(parent: pulumi.Resource, res: str) -> tls.PrivateKey:
 def public_key(key: tls.PrivateKey) -> pulumi.Output[str]:
     """``ssh-ed25519 AAAA...`` without the trailing newline pulumi-tls adds."""
     return key.public_key_openssh.apply(lambda k: k.strip())
+
+
+def with_deploy_key(settings: Settings, deploy_key: str) -> Settings:
+    """``settings`` whose ``access.ssh_public_keys`` also hold the deploy key (rendered
+    into the node's ``ssh_authorized_keys``, next to the operators' keys)."""
+    keys = (*settings.access.ssh_public_keys, deploy_key.strip())
+    return replace(settings, access=replace(settings.access, ssh_public_keys=keys))
 
 
 def server_group(parent: pulumi.Resource, name: str, display_name: str, region: str) -> openstack.compute.ServerGroup:
@@ -85,6 +96,8 @@ def fixed_port(
         network_id=placement.network_id,
         fixed_ips=[openstack.networking.PortFixedIpArgs(subnet_id=placement.subnet_id, ip_address=address)],
         security_group_ids=[placement.security_group_id],
+        # Said, not assumed: the group is the first filter on the vRack port (nftables the second).
+        port_security_enabled=True,
         admin_state_up=True,
         region=region,
         opts=pulumi.ResourceOptions(parent=parent),

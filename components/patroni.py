@@ -28,7 +28,16 @@ from pgha.target import Target
 
 from .backup import BackupRepository
 from .config import DnsApiKeys
-from .nodes import Placement, fixed_port, image_id, instance_opts, public_key, server_group, ssh_host_key
+from .nodes import (
+    Placement,
+    fixed_port,
+    image_id,
+    instance_opts,
+    public_key,
+    server_group,
+    ssh_host_key,
+    with_deploy_key,
+)
 from .pki import TlsKeyPair
 
 TYPE = "pgha:index:PatroniCluster"
@@ -42,7 +51,7 @@ class PatroniClusterArgs:
     settings: Settings
     """Validated stack settings (the renderer needs all of it; addresses from ``plan.patroni``)."""
     placement: Placement
-    """Network, security group, keypair and boot dependencies of the nodes."""
+    """Network, security group, deploy key and boot dependencies of the nodes."""
     ca_cert: pulumi.Input[str]
     """PEM of the cluster CA."""
     server_certs: Sequence[TlsKeyPair]
@@ -124,6 +133,7 @@ class PatroniCluster(pulumi.ComponentResource):
                     ca=args.ca_cert,
                     host_private=host_key.private_key_openssh,
                     host_public=public_key(host_key),
+                    deploy_key=args.placement.deploy_key,
                     server_cert=args.server_certs[i].cert,
                     server_key=args.server_certs[i].key,
                     etcd_cert=args.etcd_client_certs[i].cert,
@@ -146,7 +156,6 @@ class PatroniCluster(pulumi.ComponentResource):
                     region=region,
                     flavor_name=pg.flavor,
                     image_id=image,
-                    key_pair=args.placement.key_pair,
                     user_data=user_data,
                     stop_before_destroy=True,  # etcd and PostgreSQL stop cleanly on replacement
                     networks=[openstack.compute.InstanceNetworkArgs(port=port.id)],
@@ -217,5 +226,6 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         host_key=SshHostKey(private=v["host_private"], public=v["host_public"]),
         backup=BackupSecrets(v["s3_access_key"], v["s3_secret_key"], v["cipher_pass"]) if "cipher_pass" in v else None,
     )
+    settings = with_deploy_key(settings, v["deploy_key"])
     target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})
     return nova_user_data(render_patroni_node(settings, target, node, secrets).user_data)

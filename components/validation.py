@@ -121,7 +121,7 @@ class ValidationArgs:
     settings: Settings
     """Validated stack settings: node names, addresses and the on-node layout."""
     private_key: pulumi.Input[str]
-    """OpenSSH private key of the deploy keypair (secret)."""
+    """OpenSSH private key of the deploy key (secret); its public half is in every node's cloud-init."""
     bastion_ip: pulumi.Input[str] | None
     """Public address of the bastion to jump through; None: connect to nodes directly."""
     etcd_instances: Sequence[openstack.compute.Instance]

@@ -2,8 +2,9 @@
 
 One function, two consumers: the renderer writes it into each node's nftables host
 firewall (``cloud_init/common.py``), and ``components/access.py`` turns it into
-OpenStack security group rules. OVH does not enforce security groups on vRack ports,
-so the host firewall is what filters there; both always carry the same rules.
+OpenStack security group rules. OVH enforces security groups on vRack ports (port
+security is on for its private networks), so a flow needs both: both always carry the
+same rules, from here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
 #: OpenStack's metadata service. Its user-data holds the node's TLS keys, passwords and
 #: DNS API keys; the host firewall lets only root (cloud-init) reach it.
 METADATA_ADDRESS = "169.254.169.254"
+#: The same service on IPv6 (Neutron serves it on this link-local address on IPv6
+#: networks, and cloud-init's OpenStack datasource can ask it there). pgha's vRack subnet
+#: is IPv4 only, so the path does not exist today; the rule keeps it closed for any node
+#: that gets an IPv6 network later.
+METADATA_ADDRESS_V6 = "fe80::a9fe:a9fe"
 
 
 @dataclass(frozen=True)

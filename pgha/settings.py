@@ -26,7 +26,9 @@ from typing import Any
 
 import yaml
 
+from .flavors import memory_problems
 from .plan import AddressPlan, subnet_plan
+from .postgres_parameters import parameter_problems, replication_problems
 from .timing import DEFAULT_PROFILE, PATRONI_MIN_TTL, TIMING_PROFILES
 
 PROJECT = "pgha"
@@ -58,7 +60,11 @@ MANAGED_PARAMETERS = frozenset(
 SSH_KEY_RE = re.compile(
     r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
 )
-REGION_RE = re.compile(r"^[A-Z]{2,5}[0-9]{0,2}$")
+#: OVH's OpenStack region names, uppercase as OpenStack wants them: one-AZ regions
+#: (GRA11, SBG5, BHS5, DE1, UK1, WAW1, SGP1, SYD1), 3-AZ and newer regions (EU-WEST-PAR,
+#: EU-SOUTH-MIL, CA-EAST-TOR, US-EAST-VA-1, US-WEST-OR-1, AP-SOUTHEAST-SYD-1) and Local
+#: Zones (EU-WEST-LZ-LUX-A).
+REGION_RE = re.compile(r"^([A-Z]{2,5}[0-9]{1,2}|[A-Z]{2}(-[A-Z]{2,9}){1,3}(-[0-9]{1,2}|-[A-Z])?)$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DNS_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -145,6 +151,14 @@ def _regex(rx: re.Pattern[str], hint: str) -> Callable[[Any], str | None]:
     return lambda v: None if rx.match(v) else hint
 
 
+def _region(value: str) -> str | None:
+    if REGION_RE.match(value):
+        return None
+    if REGION_RE.match(value.upper()):
+        return f"OpenStack region names are uppercase: write {value.upper()}"
+    return f"{value!r} is not an OVH region name (e.g. GRA11, SBG5, BHS5, EU-WEST-PAR, US-EAST-VA-1)"
+
+
 _IDENT = _regex(NAME_RE, "a PostgreSQL identifier: lowercase, digits, _")
 
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -181,13 +195,14 @@ def systemd_calendar_problem(expression: str) -> str | None:
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    region: str = setting(
-        "OVH/OpenStack region, e.g. GRA11", check=_regex(REGION_RE, "must look like an OVH region, e.g. GRA11")
-    )
+    region: str = setting("OVH/OpenStack region, e.g. GRA11 or EU-WEST-PAR (same as openstack:region)", check=_region)
     cidr: str = setting("private IPv4 subnet of the vRack network, e.g. 10.42.0.0/24", check=_private_cidr)
     vlan_id: int = setting("vRack VLAN id (0-4000)", 0, min=0, max=4000)
     gateway: bool = setting("create an OVH Public Cloud gateway for egress (nodes have no public IP)", True)
     gateway_model: str = setting("gateway size", "s", choices=("s", "m", "l"))
+    external_egress: bool = setting(
+        "with gateway: false, your own router at the subnet's .1 gives the nodes egress (apt, PyPI at boot)", False
+    )
     vrack_service_name: str = setting("vRack service to attach the project to, pn-123456 (empty: already attached)", "")
     etcd_first_host: int = setting("host number of the first etcd member in the subnet", 11, min=2)
     patroni_first_host: int = setting("host number of the first Patroni node", 21, min=2)
@@ -470,11 +485,10 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         problems.append(("patroni.rest_port", "must differ from patroni.port"))
     if pg["app_user"] is not None and pg["app_user"] in ("postgres", "replicator", "rewind_user"):
         problems.append(("patroni.app_user", f"'{pg['app_user']}' is reserved for Patroni's own roles"))
-    for key, value in sorted((pg["parameters"] or {}).items()):
-        if key in MANAGED_PARAMETERS:
-            problems.append((f"patroni.parameters.{key}", "is managed by pgha's templates; remove it"))
-        elif not isinstance(value, (str, int, float, bool)):
-            problems.append((f"patroni.parameters.{key}", f"must be a scalar, got {type(value).__name__}"))
+    # Names, types, units, ranges against PostgreSQL's own description (pgha/data/).
+    problems += parameter_problems(pg["parameters"] or {}, pg["postgres_version"] or 15, MANAGED_PARAMETERS)
+    problems += memory_problems(pg["flavor"], pg["parameters"] or {}, pg["postgres_version"] or 15)
+    problems += replication_problems(pg["parameters"] or {}, pg["nodes"])
     for i, c in enumerate(pg["app_cidrs"] or []):
         msg = _cidr(c)
         if msg:
@@ -541,6 +555,21 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
                     "0.0.0.0/0 opens SSH to the world; list your office/VPN ranges or set access.allow_world_admin: true",
                 )
             )
+    if v["network"]["gateway"] is False and not v["network"]["external_egress"]:
+        problems.append(
+            (
+                "network.gateway",
+                (
+                    "false leaves the nodes without egress: cloud-init installs PostgreSQL, etcd and Patroni from "
+                    "Debian and PyPI at boot; keep true, or route the subnet's .1 through your own router on the "
+                    "vRack and set network.external_egress: true"
+                ),
+            )
+        )
+    if v["network"]["external_egress"] and v["network"]["gateway"]:
+        problems.append(
+            ("network.external_egress", "only with network.gateway: false (the OVH gateway already gives egress)")
+        )
     if acc["bastion"]["enabled"] and v["network"]["gateway"] is False:
         problems.append(
             (

@@ -28,13 +28,16 @@ from pulumi.runtime.sync_await import _sync_await
 from cloud_init.common import read_user_data
 from components.nodes import Placement
 from components.pki import TlsKeyPair
+from pgha.flavors import flavor_ram_mib
 from pgha.secrets import SshHostKey, fake_keypair
 from pgha.settings import Settings, load, sections_from_stack_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Instance inputs (as the engine names them) a node ignores unless named in PGHA_ROLL:
 #: those that would replace or reboot it.
-ROLLED_ONLY_INPUTS = frozenset({"userData", "imageId", "blockDevices", "keyPair", "schedulerHints", "flavorName"})
+ROLLED_ONLY_INPUTS = frozenset({"userData", "imageId", "blockDevices", "schedulerHints", "flavorName"})
+#: The deploy key a test's Placement carries (components render it into ssh_authorized_keys).
+DEPLOY_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockDeployKeyOfTheStackForTests0000000000 pgha-deploy"
 
 
 def mock_host_key(resource_name: str) -> str:
@@ -103,6 +106,12 @@ class PghaMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.secrets: set[str] = set()
+        #: Flavor and image names the mocked region does not have (lookups fail).
+        self.missing: set[str] = set()
+        #: RAM (MiB) the mocked region reports per flavor, where it differs from pgha's table.
+        self.flavor_ram: dict[str, int] = {}
+        #: (token, name, region) of every invoke, in order.
+        self.calls: list[tuple[str, Any, Any]] = []
 
     def _secret(self, value: str) -> str:
         self.secrets.add(value)
@@ -148,10 +157,17 @@ class PghaMocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         # The mock monitor iterates the failures: an empty list, never None.
+        name = args.args.get("name")
+        self.calls.append((args.token, name, args.args.get("region")))
+        if name in self.missing:  # what the provider answers for a name the region lacks
+            return {}, [("name", "Your query returned no results. Please change your search criteria and try again.")]
         if args.token == "openstack:images/getImage:getImage":
-            return {"id": IMAGE_ID, "name": args.args.get("name")}, []
+            return {"id": IMAGE_ID, "name": name}, []
         if args.token == "openstack:loadbalancer/getFlavorV2:getFlavorV2":
-            return {"id": f"lb-flavor-{args.args.get('name')}", "name": args.args.get("name")}, []
+            return {"id": f"lb-flavor-{name}", "name": name}, []
+        if args.token == "openstack:compute/getFlavor:getFlavor":
+            ram = self.flavor_ram.get(str(name), flavor_ram_mib().get(str(name), 8000))
+            return {"id": f"flavor-{name}", "name": name, "ram": ram, "vcpus": 2}, []
         return {}, []
 
 
@@ -290,7 +306,7 @@ def static_placement(depends_on: tuple[pulumi.Resource, ...] = ()) -> Placement:
         network_id=OPENSTACK_NETWORK_ID,
         subnet_id=SUBNET_ID,
         security_group_id="sg-id",
-        key_pair="pgha-test-deploy",
+        deploy_key=DEPLOY_KEY,
         depends_on=depends_on,
     )
 

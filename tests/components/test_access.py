@@ -81,7 +81,7 @@ def nftables_rules(settings) -> dict[str, set[tuple[int, str]]]:
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_security_groups_mirror_the_host_firewall(harness, stack):
-    """OVH does not filter vRack ports with security groups: nftables does. Both say the same."""
+    """Security groups (enforced on OVH's vRack ports) and nftables filter in turn: both say the same."""
     h = harness(stack)
     s = h.settings()
     assert s.access.host_firewall
@@ -123,7 +123,6 @@ def test_children_names_and_deploy_key(harness):
     counts = {t: sum(1 for c in children if c.type == t) for t in {c.type for c in children}}
     assert counts == {
         PRIVATE_KEY: 2,
-        KEYPAIR: 1,
         GROUP: 3,
         RULE: len(ingress_rules(s)),
         PORT: 1,
@@ -138,12 +137,11 @@ def test_children_names_and_deploy_key(harness):
     bastion = h.named("access-bastion")
     assert bastion.is_secret("userData"), "the bastion's user-data now holds its host key"
     assert h.resolve(access.bastion_host_key)[0] == mock_host_key("access-bastion-host-key")
-    (kp,) = h.of_type(KEYPAIR)
-    assert kp.input("publicKey").startswith("ssh-ed25519 AAAAMOCK")
+    assert h.of_type(KEYPAIR) == [], "a Nova keypair belongs to one OpenStack user: the key comes with cloud-init"
     value, secret = h.resolve(access.private_key)
     assert secret
     assert value in h.mocks.secrets
-    assert h.resolve(access.key_pair_name)[0] == "pgha-dev-deploy"
+    assert h.resolve(access.deploy_public_key)[0] == mock_host_key("access-deploy-key")
 
 
 def test_bastion(harness):
@@ -164,9 +162,10 @@ def test_bastion(harness):
     assert fip.input("pool") == PUBLIC_NETWORK
     assoc = h.named("access-bastion-ip-association")
     assert (assoc.input("floatingIp"), assoc.input("portId")) == (BASTION_PUBLIC_IP, h.id_of(port))
-    assert bastion.input("keyPair") == "pgha-dev-deploy"
+    assert bastion.input("keyPair") is None
     user_data = yaml.safe_load(bastion.user_data())
-    assert user_data["ssh_authorized_keys"] == list(s.access.ssh_public_keys)
+    deploy_key = h.resolve(access.deploy_public_key)[0]
+    assert user_data["ssh_authorized_keys"] == [*s.access.ssh_public_keys, deploy_key]
     assert user_data["ssh_pwauth"] is False
     assert h.resolve(access.bastion_ip)[0] == BASTION_PUBLIC_IP
 

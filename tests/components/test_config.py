@@ -109,3 +109,61 @@ def test_committed_example_values_fail_at_preview(harness, stack, paths):
     assert e.value.paths == paths, str(e.value)
     assert "set your" in str(e.value)
     assert load_stack_file(stack).stack == stack
+
+
+def test_memory_warnings_are_shown_at_preview(harness, monkeypatch):
+    """shared_buffers above 40 % of the flavor's RAM starts, so it is a warning, not an error."""
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:patroni"]["parameters"]["shared_buffers"] = "5GB"  # of b3-8's 8000 MiB
+    h.set_stack_config(doc)
+    warned: list[str] = []
+    monkeypatch.setattr("components.config.pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))
+    load_stack_config()
+    assert len(warned) == 1
+    assert warned[0].startswith("patroni.parameters.shared_buffers: 5GB is 64% of b3-8's RAM")
+
+
+def test_postgres_parameters_fail_at_preview_with_their_paths(harness):
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:patroni"]["parameters"] = {"shared_buffer": "2GB", "shared_buffers": "64GB"}
+    h.set_stack_config(doc)
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == {"patroni.parameters.shared_buffer", "patroni.parameters.shared_buffers"}
+
+
+@pytest.mark.parametrize(
+    "openstack_region, env_region, network_region, paths",
+    [
+        pytest.param("SBG5", None, "GRA11", {"openstack:region"}, id="config-mismatch"),
+        pytest.param(None, "SBG5", "GRA11", {"OS_REGION_NAME"}, id="openrc-mismatch"),
+        pytest.param("GRA11", "SBG5", "GRA11", set(), id="config-wins-over-openrc"),
+        pytest.param("EU-WEST-PAR", None, "EU-WEST-PAR", set(), id="3az-region"),
+        pytest.param("US-EAST-VA-1", None, "US-EAST-VA-1", set(), id="us-region"),
+        pytest.param("gra11", None, "gra11", {"network.region"}, id="lowercase"),
+    ],
+)
+def test_openstack_region_must_match_network_region(
+    harness, monkeypatch, openstack_region, env_region, network_region, paths
+):
+    h = harness("dev")
+    doc = h.stack_yaml()
+    doc["config"]["pgha:network"]["region"] = network_region
+    doc["config"].pop("openstack:region")
+    if openstack_region is not None:
+        doc["config"]["openstack:region"] = openstack_region
+    if env_region is None:
+        monkeypatch.delenv("OS_REGION_NAME", raising=False)
+    else:
+        monkeypatch.setenv("OS_REGION_NAME", env_region)
+    h.set_stack_config(doc)
+    if not paths:
+        assert load_stack_config().settings.network.region == network_region
+        return
+    with pytest.raises(SettingsError) as e:
+        load_stack_config()
+    assert e.value.paths == paths, str(e.value)
+    if "network.region" not in paths:
+        assert "pgha:network.region 'GRA11'" in str(e.value)

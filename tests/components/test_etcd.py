@@ -8,11 +8,20 @@ from cloud_init.common import hostname
 from cloud_init.etcd import render_etcd_node
 from components.etcd import TYPE, EtcdCluster, EtcdClusterArgs
 from components.network import PrivateNetwork, PrivateNetworkArgs
-from components.nodes import ROLLED_ONLY
+from components.nodes import ROLLED_ONLY, with_deploy_key
 from pgha.secrets import FAKE_CA, EtcdNodeSecrets, fake_keypair
 from pgha.target import Target
 
-from .mocks import IMAGE_ID, PROJECT_ID, ROLLED_ONLY_INPUTS, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
+from .mocks import (
+    DEPLOY_KEY,
+    IMAGE_ID,
+    PROJECT_ID,
+    ROLLED_ONLY_INPUTS,
+    SUBNET_ID,
+    fake_pair,
+    mock_ssh_host_key,
+    static_placement,
+)
 
 pytestmark = pytest.mark.components
 
@@ -59,13 +68,13 @@ def test_members(harness, stack):
         assert inst.input("networks") == [{"port": h.id_of(port)}], f"{inst.urn}: only the private port, no public IP"
         assert inst.input("schedulerHints") == [{"group": h.id_of(group)}]
         assert (inst.input("flavorName"), inst.input("imageId")) == (s.etcd.flavor, IMAGE_ID)
-        assert inst.input("keyPair") == "pgha-test-deploy"
+        assert inst.input("keyPair") is None, "no Nova keypair: the deploy key comes with cloud-init"
         assert inst.is_secret("userData"), inst.urn
         kp = fake_keypair(member)
         assert (
             inst.user_data()
             == render_etcd_node(
-                s,
+                with_deploy_key(s, DEPLOY_KEY),
                 Target.vm(s),
                 plan.etcd[i],
                 EtcdNodeSecrets(FAKE_CA, kp, mock_ssh_host_key(f"etcd-{member}-host-key")),

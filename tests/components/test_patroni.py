@@ -9,11 +9,21 @@ import pytest
 from cloud_init.common import hostname
 from cloud_init.patroni import render_patroni_node
 from components.network import PrivateNetwork, PrivateNetworkArgs
+from components.nodes import with_deploy_key
 from components.patroni import PASSWORD_ROLES, TYPE, PatroniCluster, PatroniClusterArgs
 from pgha.secrets import FAKE_CA, Passwords, PatroniNodeSecrets, fake_keypair
 from pgha.target import Target
 
-from .mocks import IMAGE_ID, PROJECT_ID, ROLLED_ONLY_INPUTS, SUBNET_ID, fake_pair, mock_ssh_host_key, static_placement
+from .mocks import (
+    DEPLOY_KEY,
+    IMAGE_ID,
+    PROJECT_ID,
+    ROLLED_ONLY_INPUTS,
+    SUBNET_ID,
+    fake_pair,
+    mock_ssh_host_key,
+    static_placement,
+)
 
 pytestmark = pytest.mark.components
 
@@ -90,7 +100,9 @@ def test_nodes(harness, stack):
             host_key=mock_ssh_host_key(f"patroni-{node}-host-key"),
         )
         target = Target.vm(s, volume_ids={node: h.id_of(volume)})
-        assert inst.user_data() == render_patroni_node(s, target, plan.patroni[i], secrets).user_data, inst.urn
+        with_key = with_deploy_key(s, DEPLOY_KEY)
+        assert inst.user_data() == render_patroni_node(with_key, target, plan.patroni[i], secrets).user_data, inst.urn
+        assert inst.input("keyPair") is None, "no Nova keypair: the deploy key comes with cloud-init"
         serial = h.id_of(volume)[:20]
         assert f"device: /dev/disk/by-id/virtio-{serial}" in inst.user_data(), "the data disk by its serial"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cloud_init.__main__ import fake_render
-from pgha.firewall import METADATA_ADDRESS
+from pgha.firewall import METADATA_ADDRESS, METADATA_ADDRESS_V6
 from pgha.settings import load_stack_file
 
 pytestmark = pytest.mark.tools
@@ -33,29 +33,36 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter may not be readable
 UNPRIVILEGED = "nobody"
 SECRET = "user-data: private keys"
 
+# The metadata service on both its addresses: IPv4, and IPv6's link-local one (scope:
+# the namespace's loopback, interface index 1).
 LISTENER = f"""
-import socket
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(({METADATA_ADDRESS!r}, {PORT}))
-s.listen()
-while True:
-    c, _ = s.accept()
-    c.sendall({SECRET!r}.encode())
-    c.close()
+import socket, threading
+def serve(family, address):
+    s = socket.socket(family)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(address)
+    s.listen()
+    while True:
+        c, _ = s.accept()
+        c.sendall({SECRET!r}.encode())
+        c.close()
+threading.Thread(target=serve, args=(socket.AF_INET6, ({METADATA_ADDRESS_V6!r}, {PORT}, 0, 1)), daemon=True).start()
+serve(socket.AF_INET, ({METADATA_ADDRESS!r}, {PORT}))
 """
 
-CLIENT = f"""
-import json, socket, time
+CLIENT = """
+import json, socket, sys, time
 t = time.monotonic()
 try:
-    with socket.create_connection(({METADATA_ADDRESS!r}, {PORT}), timeout=5) as s:
-        out = {{"data": s.recv(100).decode()}}
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+        out = {"data": s.recv(100).decode()}
 except OSError as e:
-    out = {{"errno": e.errno, "error": str(e)}}
+    out = {"errno": e.errno, "error": str(e)}
 out["seconds"] = time.monotonic() - t
 print(json.dumps(out))
 """
+#: Where a client on the node reaches the metadata service.
+ADDRESSES = {"ipv4": METADATA_ADDRESS, "ipv6": f"{METADATA_ADDRESS_V6}%lo"}
 
 
 def ruleset(role: str) -> str:
@@ -96,7 +103,11 @@ def netns() -> Iterator[str]:
         pytest.skip(f"cannot create a network namespace: {p.stderr.strip()}")
     listener = None
     try:
-        for cmd in (["link", "set", "lo", "up"], ["addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo"]):
+        for cmd in (
+            ["link", "set", "lo", "up"],
+            ["addr", "add", f"{METADATA_ADDRESS}/32", "dev", "lo"],
+            ["addr", "add", f"{METADATA_ADDRESS_V6}/128", "dev", "lo"],
+        ):
             p = run("ip", "-n", ns, *cmd)
             assert p.returncode == 0, p.stderr
         listener = subprocess.Popen(
@@ -106,7 +117,7 @@ def netns() -> Iterator[str]:
             text=True,
         )
         deadline = time.monotonic() + 10
-        while connect(ns, as_root=True).get("data") != SECRET:
+        while any(connect(ns, a, as_root=True).get("data") != SECRET for a in ADDRESSES.values()):
             assert listener.poll() is None, f"listener exited: {listener.stderr.read() if listener.stderr else ''}"
             assert time.monotonic() < deadline, "the listener never answered"
             time.sleep(0.1)
@@ -118,10 +129,10 @@ def netns() -> Iterator[str]:
         run("ip", "netns", "del", ns)
 
 
-def connect(ns: str, *, as_root: bool) -> dict[str, object]:
-    """Connect to the metadata address from inside ``ns``; what the client saw."""
+def connect(ns: str, address: str, *, as_root: bool) -> dict[str, object]:
+    """Connect to the metadata ``address`` from inside ``ns``; what the client saw."""
     user = [] if as_root else ["runuser", "-u", UNPRIVILEGED, "--"]
-    p = run("ip", "netns", "exec", ns, *user, SYSTEM_PYTHON, "-c", CLIENT)
+    p = run("ip", "netns", "exec", ns, *user, SYSTEM_PYTHON, "-c", CLIENT, address, str(PORT))
     assert p.returncode == 0, p.stderr
     out: dict[str, object] = json.loads(p.stdout)
     return out
@@ -134,15 +145,17 @@ def load(ns: str, text: str, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
 
 
+@pytest.mark.parametrize("family", sorted(ADDRESSES))
 @pytest.mark.parametrize("role", ["etcd", "patroni"])
-def test_only_root_reaches_the_metadata_service(role: str, netns: str, tmp_path: Path) -> None:
+def test_only_root_reaches_the_metadata_service(role: str, family: str, netns: str, tmp_path: Path) -> None:
+    address = ADDRESSES[family]
     # Control: with no ruleset, an unprivileged process reads user-data.
-    assert connect(netns, as_root=False).get("data") == SECRET
+    assert connect(netns, address, as_root=False).get("data") == SECRET
 
     load(netns, ruleset(role), tmp_path)
-    root = connect(netns, as_root=True)
+    root = connect(netns, address, as_root=True)
     assert root.get("data") == SECRET, root  # cloud-init (root) still gets its user-data
-    other = connect(netns, as_root=False)
+    other = connect(netns, address, as_root=False)
     assert "data" not in other, f"{UNPRIVILEGED} read the metadata service through the {role} firewall"
     assert other["errno"] in (1, 111), other  # EPERM or ECONNREFUSED: rejected, not timed out
     assert isinstance(other["seconds"], float)

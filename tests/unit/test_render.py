@@ -22,7 +22,7 @@ from cloud_init.patroni import render_patroni_node
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
 from machines.render import new_host_key
-from pgha.firewall import METADATA_ADDRESS
+from pgha.firewall import METADATA_ADDRESS, METADATA_ADDRESS_V6
 from pgha.secrets import (
     FAKE_CA,
     EtcdNodeSecrets,
@@ -207,7 +207,10 @@ def test_host_firewall_keeps_the_metadata_service_for_root(stack: str) -> None:
         nft = n.file("/etc/nftables.conf").content
         output = nft.split("chain output {", 1)[1]
         assert f"meta skuid != 0 ip daddr {METADATA_ADDRESS} reject" in output, n.name
-    assert METADATA_ADDRESS not in (TEMPLATES / "common" / "nftables.conf.j2").read_text()
+        assert f"meta skuid != 0 ip6 daddr {METADATA_ADDRESS_V6} reject" in output, n.name
+    template = (TEMPLATES / "common" / "nftables.conf.j2").read_text()
+    assert METADATA_ADDRESS not in template
+    assert METADATA_ADDRESS_V6 not in template
 
 
 def test_haproxy_checks_patroni_endpoints() -> None:

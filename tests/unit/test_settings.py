@@ -221,6 +221,6 @@ def test_unknown_key_suggests_the_closest_known_key() -> None:
 
 def test_bastion_needs_the_gateway_for_its_floating_ip() -> None:
     with pytest.raises(SettingsError) as exc:
-        load("test", with_({"network.gateway": False}))
+        load("test", with_({"network.gateway": False, "network.external_egress": True}))
     assert exc.value.paths == {"access.bastion.enabled"}
-    load("test", with_({"network.gateway": False, "access.bastion.enabled": False}))
+    load("test", with_({"network.gateway": False, "network.external_egress": True, "access.bastion.enabled": False}))
