@@ -106,9 +106,13 @@ def rpo_once(run_dir: Path, prefix: str, restore_dir: Path, restore_prefix: str)
     """Seconds of acknowledged commits a restore to latest lacks after losing every node at once."""
     topo = start(run_dir, prefix)
     try:
-        backup.run_job(topo, "full")
         with conn(topo) as c:
             c.execute("CREATE TABLE ticks (at timestamptz PRIMARY KEY)")
+        backup.run_job(topo, "full")  # the table is in the backup: a restore always has it
+        with conn(topo) as c:
+            row = c.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        backed_up: dt.datetime = row[0]
         acked: list[dt.datetime] = []
         stop = threading.Event()
 
@@ -137,7 +141,8 @@ def rpo_once(run_dir: Path, prefix: str, restore_dir: Path, restore_prefix: str)
         finally:
             control.stop(r)
             shutil.rmtree(restore_dir, ignore_errors=True)
-        return (last - got).total_seconds() if got else float("inf")
+        # Nothing after the backup came back: every commit since the backup ended was lost.
+        return (last - (got or backed_up)).total_seconds()
     finally:
         control.stop(topo)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -155,6 +160,7 @@ def main() -> int:
     raw: dict[str, list[float]] = {
         k: [] for k in ("full_s", "full_mbs", "pitr_s", "pitr_mbs", "redo_s", "replica_s", "rpo_s")
     }
+    size = 0.0
     topo = start(base / "src", args.prefix)
     try:
         t0 = time.monotonic()
@@ -198,6 +204,7 @@ def main() -> int:
                 time.sleep(0.5)
             observe.wait_healthy(topo, timeout=600)
             raw["replica_s"].append(time.monotonic() - t0)
+            save(raw, size, args.scale)
             print(
                 f"run {i + 1}: full {full:.1f}s, pitr {pitr:.1f}s (redo {redo}s), replica {raw['replica_s'][-1]:.1f}s",
                 flush=True,
@@ -209,6 +216,7 @@ def main() -> int:
         for i in range(args.runs):
             rpo = rpo_once(base / "rpo", args.prefix, base / "rpo-restore", args.restore_prefix)
             raw["rpo_s"].append(rpo)
+            save(raw, size, args.scale)
             print(f"rpo run {i + 1}: {rpo:.1f}s", flush=True)
     print(
         f"\nbackup benchmark: dev stack, {size:.0f} MB (pgbench scale {args.scale}), {args.runs} runs; min median max"
@@ -220,11 +228,20 @@ def main() -> int:
     print(f"  PITR WAL replay (redo)    {fmt(stats(raw['redo_s']))}")
     print(f"  replica delta restore     {fmt(stats(raw['replica_s']))}")
     print(f"  RPO, all nodes lost       {fmt(stats(raw['rpo_s']))}")
+    print(f"raw figures: {save(raw, size, args.scale)}")
+    return 0
+
+
+STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def save(raw: dict[str, list[float]], size: float, scale: int) -> Path:
+    """bench/results/backup-<stamp>.json, rewritten after every measurement (a crash keeps what was measured)."""
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"backup-{stamp}.json").write_text(json.dumps({"size_mb": size, "scale": args.scale, **raw}, indent=2))
-    return 0
+    path = out / f"backup-{STAMP}.json"
+    path.write_text(json.dumps({"size_mb": size, "scale": scale, **raw}, indent=2))
+    return path
 
 
 if __name__ == "__main__":
