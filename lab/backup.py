@@ -207,8 +207,13 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
     except BaseException as e:
         why = _restore_failure(topo) or str(e)
         control.stop(topo)
-        shutil.rmtree(into, ignore_errors=True)
-        raise LabError(f"restore failed and was rolled back ({into} removed, nothing left running): {why}") from e
+        kept = into.with_name(into.name + ".failed")
+        shutil.rmtree(kept, ignore_errors=True)
+        into.rename(kept)  # nothing runs from it; its logs stay for the post-mortem
+        raise LabError(f"restore failed and was rolled back (nothing left running; logs in {kept}/logs): {why}") from e
+    # What the new leader's watch timer does within minutes on a VM: the stanza of its own
+    # repository path and a first full backup, so its archiving works from now on.
+    run_job(topo, "watch")
     return topo
 
 

@@ -17,6 +17,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -84,8 +85,20 @@ def ensure_stanza(cfg: dict[str, Any]) -> int:
     return stanza_create(cfg) if stanza_missing(cfg) else 0
 
 
+#: pgBackRest's exit code when another pgBackRest process holds the lock (the asynchronous
+#: archive-push, retrying segments the missing stanza made fail): wait for it, a few times.
+LOCK_HELD = 50
+LOCK_RETRIES = 10
+LOCK_WAIT = 3.0
+
+
 def stanza_create(cfg: dict[str, Any]) -> int:
-    p = pgbackrest(cfg, "stanza-create")
+    for attempt in range(LOCK_RETRIES):
+        p = pgbackrest(cfg, "stanza-create")
+        if p.returncode != LOCK_HELD:
+            break
+        log(f"stanza-create: lock held by another pgBackRest process, retrying ({attempt + 1}/{LOCK_RETRIES})")
+        time.sleep(LOCK_WAIT)
     if p.returncode != 0:
         log(f"stanza-create failed (exit {p.returncode}); see {cfg['pgbackrest_conf']} log-path")
     return p.returncode
@@ -131,7 +144,13 @@ def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
     if not bootstrap and not is_leader(cfg):
         log(f"{cfg['node']} is not the leader: the leader creates the stanza")
         return 0
-    return ensure_stanza(cfg)
+    rc = ensure_stanza(cfg)
+    if rc != 0 and bootstrap:
+        # Patroni's post_bootstrap: an unreachable repository must not fail the bootstrap
+        # (Patroni would discard the new cluster); the watch timer creates the stanza later.
+        log("stanza not created now; pgha-backup-watch.timer retries on the leader")
+        return 0
+    return rc
 
 
 def cmd_restore(cfg: dict[str, Any], repo_path: str, options: list[str]) -> int:
