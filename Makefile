@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STACK ?= dev
 
-.PHONY: help setup setup-machines lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-failover machines machines-down test-machines bench-machines
+.PHONY: help setup setup-machines lab test check lint format-check types fix test-fast test-unit test-tools test-components test-lab test-php golden render readme-config down bench drill bench-monitoring bench-failover machines machines-down test-machines bench-machines
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ bench: ## lab bring-up benchmark
 
 drill: ## every failover drill on the running lab (STACK=prod for synchronous mode)
 	$(PY) -m lab --stack $(STACK) drill --all
+
+bench-monitoring: ## monitoring benchmark: fault-to-alert times, monitoring memory, scrape cost (min/median/max)
+	$(PY) bench/monitoring.py --runs 3
 
 bench-failover: ## failover benchmark: scenarios x timing profiles, min/median/max
 	$(PY) bench/failover.py --runs 3

@@ -13,6 +13,7 @@ from components.config import load_stack_config
 from components.endpoint import Endpoint, EndpointArgs
 from components.etcd import EtcdCluster, EtcdClusterArgs
 from components.lookups import check_names
+from components.monitoring import MonitoringHost, MonitoringHostArgs, scrape_targets_output
 from components.network import PrivateNetwork, PrivateNetworkArgs
 from components.nodes import Placement
 from components.patroni import PatroniCluster, PatroniClusterArgs
@@ -53,6 +54,10 @@ patroni = PatroniCluster(
     PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api, repository),
 )
 endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
+monitoring = None
+if s.monitoring.enabled:
+    mon_place = replace(etcd_place, security_group_id=sg["monitoring"])
+    monitoring = MonitoringHost("monitoring", MonitoringHostArgs(s, mon_place, pki.ca_cert, cfg.smtp_password))
 Validation(
     "validation",
     ValidationArgs(
@@ -80,6 +85,12 @@ pulumi.export("app_password", patroni.app_password)
 pulumi.export("haproxy_config", render_haproxy(s, Target.vm(s)))
 # The failover deadline the generated application config uses (scripts/app_config.py).
 pulumi.export("client_deadline", client_deadline(s.patroni.ttl, s.patroni.loop_wait))
+# Every metrics endpoint (job, node, address, scheme): for a team's own Prometheus too.
+pulumi.export("scrape_targets", scrape_targets_output(s))
+if monitoring is not None:
+    pulumi.export("monitoring_address", monitoring.address)
+    pulumi.export("prometheus_url", monitoring.prometheus_url)
+    pulumi.export("alertmanager_url", monitoring.alertmanager_url)
 for key, value in {
     "dns_name": endpoint.dns_name,
     "lb_address": endpoint.lb_address,

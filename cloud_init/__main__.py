@@ -26,6 +26,7 @@ from pgha.settings import ROOT, Settings, SettingsError, load_stack_file
 from pgha.target import Target
 
 from .endpoint import render_haproxy
+from .monitoring import render_monitoring_node
 from .render import render_cluster
 
 
@@ -45,8 +46,12 @@ def fake_render(settings: Settings) -> dict[str, str]:
         )
         for n in target.plan.patroni
     }
+    nodes = render_cluster(settings, target, etcd, pg)
+    if settings.monitoring.enabled:
+        smtp = "FAKE-smtp-password" if settings.monitoring.alertmanager.smtp_username else None
+        nodes.append(render_monitoring_node(settings, target, FAKE_CA, smtp, fake_host_key("monitoring")))
     out: dict[str, str] = {}
-    for node in render_cluster(settings, target, etcd, pg):
+    for node in nodes:
         out[f"{node.role}/{node.name}/user-data"] = node.user_data
         for f in node.files:
             out[f"{node.role}/{node.name}/files{f.path}"] = f.content

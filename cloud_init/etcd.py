@@ -9,6 +9,7 @@ from pgha.secrets import EtcdNodeSecrets
 from pgha.settings import Settings
 from pgha.target import Target
 
+from . import monitoring
 from .common import (
     NodeFile,
     RenderedNode,
@@ -41,6 +42,8 @@ def render_etcd_node(
         "data-dir": layout.etcd_data_dir,
         "listen-peer-urls": f"https://{ip}:{e.peer_port}",
         "listen-client-urls": f"https://{ip}:{e.client_port}",
+        # /metrics and /health only, for Prometheus: no etcd credential on the monitoring host.
+        "listen-metrics-urls": f"http://{ip}:{settings.monitoring.etcd_metrics_port}",
         "initial-advertise-peer-urls": f"https://{ip}:{e.peer_port}",
         "advertise-client-urls": f"https://{ip}:{e.client_port}",
         "initial-cluster": ",".join(f"{m.name}=https://{m.address}:{e.peer_port}" for m in plan.etcd),
@@ -78,12 +81,17 @@ def render_etcd_node(
             ),
         ),
     ]
+    files += monitoring.exporter_files(settings, target, node)
+    files += monitoring.cert_expiry_files(target, node, [ca, crt])
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "etcd"))
     runcmd = [
         ["systemctl", "disable", "--now", "etcd.service"],
         ["install", "-d", "-o", layout.etcd_os_user, "-g", layout.etcd_os_user, "-m", "0700", layout.etcd_data_dir],
         ["systemctl", "daemon-reload"],
+        ["systemctl", "restart", *monitoring.exporter_units(node)],
+        ["systemctl", "enable", "pgha-cert-expiry.timer"],
+        ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
         # --no-block: a new member's first start lasts until a quorum of peers is up;
         # cloud-init must not wait for it (the validation does, with its own timeout).
         ["systemctl", "enable", "pgha-etcd.service"],
@@ -94,7 +102,7 @@ def render_etcd_node(
     user_data = cloud_config(
         settings,
         node,
-        packages=["etcd-server", "etcd-client", "nftables", "python3"],
+        packages=["etcd-server", "etcd-client", "nftables", "python3", *monitoring.exporter_packages(node)],
         files=files,
         runcmd=runcmd,
         deferred_owners=(layout.etcd_os_user,),

@@ -12,7 +12,7 @@ from pgha.secrets import PatroniNodeSecrets, scram_sha256
 from pgha.settings import Settings
 from pgha.target import Target
 
-from . import backup, dns_callback
+from . import backup, dns_callback, monitoring
 from .common import (
     REPLICATION_USER,
     REST_USER,
@@ -34,11 +34,13 @@ PATRONI_REQUIREMENTS = (Path(__file__).parent / "patroni-requirements.txt").read
 
 
 def pg_hba(settings: Settings, plan: AddressPlan) -> list[str]:
-    """hostssl + scram-sha-256 only; replication role only for replication."""
+    """hostssl + scram-sha-256 only; replication role only for replication; the exporter
+    over the local socket as its OS user (peer: no password exists)."""
     pg = settings.patroni
     lines = [
         f"local all {SUPERUSER} peer map=pgha",
         f"local replication {SUPERUSER} peer map=pgha",
+        f"local postgres {monitoring.MONITOR_USER} peer map=pgha-monitor",
         f"hostssl replication {REPLICATION_USER} {plan.cidr} scram-sha-256",
         f"hostssl postgres {REWIND_USER} {plan.cidr} scram-sha-256",
     ]
@@ -141,7 +143,10 @@ def patroni_config(
                 "ssl_ca_file": f"{tls}/ca.crt",
             },
             "pg_hba": pg_hba(settings, plan),
-            "pg_ident": [f"pgha {layout.pg_os_user} {SUPERUSER}"],
+            "pg_ident": [
+                f"pgha {layout.pg_os_user} {SUPERUSER}",
+                f"pgha-monitor {layout.exporter_os_user} {monitoring.MONITOR_USER}",
+            ],
         },
         "watchdog": {"mode": pg.watchdog if layout.watchdog else "off", "device": "/dev/watchdog", "safety_margin": 5},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
@@ -179,6 +184,7 @@ def render_patroni_node(
         app_user=pg.app_user,
         app_database=pg.app_database,
         app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
+        monitor_user=monitoring.MONITOR_USER,
     )
     patroni_bin = f"{layout.patroni_venv}/bin/patroni"
     files = [
@@ -256,6 +262,10 @@ def render_patroni_node(
                 tpl("patroni/61-pgha-watchdog.rules.j2", user=layout.pg_os_user),
             )
         )
+    files += monitoring.exporter_files(settings, target, node)
+    files += monitoring.cert_expiry_files(
+        target, node, [f"{tls}/ca.crt", f"{tls}/server.crt", f"{tls}/etcd-client.crt"]
+    )
     if settings.access.host_firewall:
         files.append(firewall_file(settings, plan, "patroni"))
     runcmd: list[list[str] | str] = []
@@ -296,6 +306,11 @@ def render_patroni_node(
         *(backup.runcmd(layout) if settings.backup.enabled else []),
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
+        # The exporters started at install with the drop-ins already there; restart once more
+        # so a changed drop-in is read (postgres-exporter retries until PostgreSQL is up).
+        ["systemctl", "restart", *monitoring.exporter_units(node)],
+        ["systemctl", "enable", "pgha-cert-expiry.timer"],
+        ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
         ["systemctl", "enable", "pgha-patroni.service"],
         ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]
@@ -332,6 +347,7 @@ def render_patroni_node(
             "etcd-client",
             "nftables",
             *(["pgbackrest"] if settings.backup.enabled else []),
+            *monitoring.exporter_packages(node),
         ],
         files=files,
         runcmd=runcmd,

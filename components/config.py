@@ -32,6 +32,8 @@ ROLL_ENV = "PGHA_ROLL"
 #: Config namespace of the DNS primary-record callback's OVH API keys (endpoint.dns.primary_record):
 #: kept out of ``pgha:*`` so settings stay plain values; consumerKey/applicationSecret are secrets.
 DNS_API = "pgha-dns-api"
+#: Config namespace of the monitoring host's secrets: smtpPassword (Alertmanager's SMTP login).
+MONITORING_SECRETS = "pgha-monitoring"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class StackConfig:
     """Nodes whose instances follow user-data and image changes in this update."""
     dns_api: DnsApiKeys | None = None
     """OVH API keys of the DNS primary-record callback; only with endpoint.dns.primary_record."""
+    smtp_password: pulumi.Output[str] | None = None
+    """Alertmanager's SMTP password; only with monitoring.alertmanager.smtp_username."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,20 @@ def dns_api_keys(settings: Settings, problems: list[tuple[str, str]]) -> DnsApiK
         consumer_key=values["consumerKey"],
         endpoint=cfg.get("endpoint") or "https://eu.api.ovh.com/1.0",
     )
+
+
+def smtp_password(settings: Settings, problems: list[tuple[str, str]]) -> pulumi.Output[str] | None:
+    if not (settings.monitoring.enabled and settings.monitoring.alertmanager.smtp_username):
+        return None
+    value = pulumi.Config(MONITORING_SECRETS).get_secret("smtpPassword")
+    if value is None:
+        problems.append(
+            (
+                f"{MONITORING_SECRETS}:smtpPassword",
+                "required when monitoring.alertmanager.smtp_username is set (pulumi config set --secret ...)",
+            )
+        )
+    return value
 
 
 def config_keys() -> set[str]:
@@ -136,6 +154,7 @@ def roll_nodes() -> frozenset[str]:
 def check_roll(settings: Settings, roll: frozenset[str], problems: list[tuple[str, str]]) -> None:
     plan = settings.plan
     known = [n.name for n in plan.cluster] + ([plan.bastion.name] if settings.access.bastion.enabled else [])
+    known += [plan.monitoring.name] if settings.monitoring.enabled else []
     unknown = sorted(roll - set(known))
     if unknown:
         problems.append((ROLL_ENV, f"unknown node(s) {', '.join(unknown)}; nodes of this stack: {', '.join(known)}"))
@@ -185,6 +204,7 @@ def load_stack_config() -> StackConfig:
     pg = settings.patroni
     for path, msg in memory_warnings(pg.flavor, pg.parameters, pg.postgres_version):
         pulumi.log.warn(f"{path}: {msg}")
+    smtp = smtp_password(settings, problems)
     if problems:
         raise SettingsError(problems)
-    return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api)
+    return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api, smtp_password=smtp)

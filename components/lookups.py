@@ -36,6 +36,8 @@ def names_to_check(settings: Settings) -> dict[str, tuple[str, str]]:
     }
     if s.access.bastion.enabled:  # the bastion boots etcd.image (components/access.py)
         out["access.bastion.flavor"] = ("flavor", s.access.bastion.flavor)
+    if s.monitoring.enabled:  # the monitoring host boots etcd.image too (components/monitoring.py)
+        out["monitoring.flavor"] = ("flavor", s.monitoring.flavor)
     if s.endpoint.load_balancer.enabled:
         out["endpoint.load_balancer.flavor"] = ("lb-flavor", s.endpoint.load_balancer.flavor)
     return out

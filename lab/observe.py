@@ -21,6 +21,7 @@ from typing import Any
 
 from cryptography import x509
 
+from . import monitoring
 from .errors import LabError
 from .topology import Topology, run_user
 
@@ -223,6 +224,7 @@ def bound_ports(topo: Topology) -> list[str]:
         (topo.haproxy_addr, s.endpoint.haproxy_primary_port),
         (topo.haproxy_addr, s.endpoint.haproxy_replica_port),
     ]
+    targets += monitoring.ports(topo)
     out = []
     for ip, port in targets:
         with socket.socket() as sock:
@@ -416,6 +418,7 @@ def status_table(topo: Topology) -> str:
     out.append(f"  HAProxy replicas  {topo.haproxy_addr}:{ep.haproxy_replica_port}  (checked on Patroni /replica)")
     for n in topo.pg_names:
         out.append(f"  Patroni REST      {topo.rest_url(n)}")
+    out += monitoring.status_lines(topo)
     out.append("DSN (password in the lab's pgpass):")
     out.append(f'  PGPASSFILE={topo.run_dir}/pgpass psql "{topo.dsn()}"')
     return "\n".join(out)

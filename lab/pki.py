@@ -13,7 +13,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pgha.secrets import KeyPair
 
-VALIDITY_DAYS = 30
+VALIDITY_DAYS = 365  # > monitoring.certificate_days: a healthy lab raises no PghaCertificateExpiring
 
 
 def _key() -> ec.EllipticCurvePrivateKey:

@@ -13,7 +13,7 @@ from typing import Any
 from cloud_init.common import RenderedNode
 from pgha.secrets import Passwords
 
-from . import s3
+from . import monitoring, s3
 from .pki import LabCA
 from .topology import Topology, haproxy_config, load_topology, new_passwords, render_lab, run_user
 
@@ -110,6 +110,7 @@ def prepare(topo: Topology) -> None:
                 Path(d).mkdir(parents=True, exist_ok=True)
                 _chown(Path(d), run_user())
                 _chown(Path(d).parent, run_user())
+    monitoring.write_files(topo, ca.pem)
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
     meta: dict[str, Any] = {"stack": topo.stack, "prefix": prefix_of(topo)}
     if topo.overrides:
@@ -124,6 +125,8 @@ def rewrite_certs(topo: Topology) -> None:
     """New certificates for every node under the existing lab CA, written atomically."""
     ca = LabCA("", existing=(topo.ca_file.read_text(), (topo.run_dir / "ca.key").read_text()))
     write_node_files(topo, render_lab(topo, topo.passwords(), ca))
+    if monitoring.enabled(topo):
+        monitoring.write_certificate_expiry(topo)
 
 
 def write_pgpass(topo: Topology, passwords: Passwords) -> None:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import s3
+from . import monitoring, s3
 from .drills import netcut
 from .topology import Topology, load_topology, run_user
 
@@ -77,6 +77,7 @@ def commands(topo: Topology) -> dict[str, list[str]]:
     out["haproxy"] = ["/usr/sbin/haproxy", "-db", "-f", str(topo.run_dir / "haproxy" / "haproxy.cfg")]
     if topo.owns_storage:
         out["s3"] = s3.command(topo.run_dir, topo.prefix)
+    out.update(monitoring.commands(topo))
     return out
 
 
@@ -177,7 +178,9 @@ class Supervisor:
         self.reap()
 
     def stop_all(self) -> None:
-        # Patroni first (it stops its PostgreSQL), then HAProxy, then etcd.
+        # Monitoring first (it would only report the rest stopping), then Patroni (it stops
+        # its PostgreSQL), then HAProxy, then etcd.
+        self.stop_group(monitoring.names(self.topo))
         self.stop_group(self.topo.pg_names)
         self.stop_group(["haproxy"])
         self.stop_group(self.topo.etcd_names)
@@ -225,6 +228,8 @@ class Supervisor:
         for n in self.topo.pg_names:
             self.start(n)
         self.start("haproxy")
+        for n in monitoring.names(self.topo):
+            self.start(n)
         while not self.stopping:
             self.reap()
             self.serve_requests()

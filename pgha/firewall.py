@@ -31,7 +31,7 @@ METADATA_ADDRESS_V6 = "fe80::a9fe:a9fe"
 class Allow:
     """One allowed inbound TCP flow to every node of a role."""
 
-    role: str  #: etcd, patroni or bastion
+    role: str  #: etcd, patroni, bastion or monitoring
     port: int  #: destination TCP port
     sources: tuple[str, ...]  #: addresses or networks allowed in
     why: str  #: one line: why it is open
@@ -58,6 +58,19 @@ def allow_list(settings: Settings, plan: AddressPlan) -> list[Allow]:
     ]
     if acc.bastion.enabled:
         rules.append(Allow("bastion", 22, tuple(acc.admin_cidrs), "ssh from admin networks"))
+    m = settings.monitoring
+    if m.enabled:
+        mon = (plan.monitoring.address,)
+        ui_from = (plan.bastion.address,) if acc.bastion.enabled else (plan.cidr,)
+        rules += [
+            Allow("etcd", m.etcd_metrics_port, mon, "etcd /metrics from the monitoring host"),
+            Allow("etcd", m.node_exporter_port, mon, "node-exporter from the monitoring host"),
+            Allow("patroni", m.postgres_exporter_port, mon, "postgres-exporter from the monitoring host"),
+            Allow("patroni", m.node_exporter_port, mon, "node-exporter from the monitoring host"),
+            Allow("monitoring", 22, ssh_from, "ssh from the bastion"),
+            Allow("monitoring", m.prometheus_port, ui_from, "Prometheus UI/API through the bastion (ssh -L)"),
+            Allow("monitoring", m.alertmanager_port, ui_from, "Alertmanager UI/API through the bastion (ssh -L)"),
+        ]
     return [r for r in rules if r.sources]
 
 

@@ -11,13 +11,13 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-ROLES = ("etcd", "patroni", "bastion")
+ROLES = ("etcd", "patroni", "bastion", "monitoring")
 
 
 @dataclass(frozen=True)
 class Node:
     name: str  #: etcd1.., pg1.., bastion
-    role: str  #: etcd, patroni or bastion
+    role: str  #: etcd, patroni, bastion or monitoring
     address: str  #: fixed private IPv4 address
 
 
@@ -44,6 +44,7 @@ class AddressPlan:
     etcd: tuple[Node, ...]
     patroni: tuple[Node, ...]
     bastion: Node
+    monitoring: Node  #: the monitoring host (Prometheus, Alertmanager)
     lb: str  #: the load balancer's VIP (HAProxy's bind address in the lab)
     dhcp_start: str
     dhcp_end: str
@@ -73,7 +74,7 @@ def subnet_plan(
 ) -> AddressPlan | None:
     """The VM address plan from the subnet and the ``network.*_host`` numbers.
 
-    ``hosts`` maps etcd_first_host, patroni_first_host, bastion_host, lb_host,
+    ``hosts`` maps etcd_first_host, patroni_first_host, bastion_host, monitoring_host, lb_host,
     dhcp_first_host, dhcp_last_host to host numbers. Problems are appended with their
     ``network.*`` path; None when the plan cannot be built."""
     subnet = ipaddress.ip_network(cidr)
@@ -86,6 +87,7 @@ def subnet_plan(
         "etcd_first_host": (hosts["etcd_first_host"], members),
         "patroni_first_host": (hosts["patroni_first_host"], nodes_),
         "bastion_host": (hosts["bastion_host"], 1),
+        "monitoring_host": (hosts["monitoring_host"], 1),
         "lb_host": (hosts["lb_host"], 1),
         "dhcp_first_host": (hosts["dhcp_first_host"], hosts["dhcp_last_host"] - hosts["dhcp_first_host"] + 1),
     }
@@ -121,6 +123,7 @@ def subnet_plan(
         etcd=nodes("etcd", (at(hosts["etcd_first_host"] + i) for i in range(members))),
         patroni=nodes("patroni", (at(hosts["patroni_first_host"] + i) for i in range(nodes_))),
         bastion=Node("bastion", "bastion", at(hosts["bastion_host"])),
+        monitoring=Node("monitoring", "monitoring", at(hosts["monitoring_host"])),
         lb=at(hosts["lb_host"]),
         dhcp_start=at(hosts["dhcp_first_host"]),
         dhcp_end=at(hosts["dhcp_last_host"]),

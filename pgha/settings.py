@@ -207,6 +207,7 @@ class NetworkSettings:
     etcd_first_host: int = setting("host number of the first etcd member in the subnet", 11, min=2)
     patroni_first_host: int = setting("host number of the first Patroni node", 21, min=2)
     bastion_host: int = setting("host number of the bastion", 5, min=2)
+    monitoring_host: int = setting("host number of the monitoring host (Prometheus, Alertmanager)", 7, min=2)
     lb_host: int = setting("host number of the load balancer's VIP", 6, min=2)
     dhcp_first_host: int = setting("first host number of the DHCP pool (never used by fixed IPs)", 100, min=2)
     dhcp_last_host: int = setting("last host number of the DHCP pool", 200, min=2)
@@ -326,6 +327,45 @@ class BackupSettings:
 
 
 @dataclass(frozen=True)
+class AlertmanagerSettings:
+    webhook_url: str = setting(
+        "Alertmanager webhook receiver URL (empty: none), e.g. https://hooks.example.com/pgha", ""
+    )
+    email_to: tuple[str, ...] = setting("addresses Alertmanager e-mails alerts to (empty: no e-mail)", ())
+    email_from: str = setting("sender address of alert e-mails", "")
+    smarthost: str = setting("SMTP relay host:port for alert e-mails, e.g. smtp.example.com:587", "")
+    smtp_username: str = setting("SMTP login (its password: secret pgha-monitoring:smtpPassword)", "")
+    repeat_interval_hours: int = setting("hours before a still-firing alert is sent again", 4, min=1, max=168)
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    enabled: bool = setting("create the monitoring host (Prometheus + Alertmanager)", True)
+    flavor: str = setting("OVH flavor of the monitoring host", "d2-4")
+    retention_days: int = setting("Prometheus TSDB retention in days", 15, min=1, max=365)
+    scrape_interval_seconds: int = setting("Prometheus scrape interval", 15, min=1, max=300)
+    evaluation_interval_seconds: int = setting("Prometheus rule evaluation interval", 15, min=1, max=300)
+    replication_lag_bytes: int = setting("alert when a replica replays this many bytes behind", 16777216, min=1)
+    replication_lag_seconds: int = setting("alert when a replica's replay lag exceeds this", 30, min=1)
+    disk_free_percent: int = setting("alert when a filesystem has less free space (percent)", 10, min=1, max=90)
+    disk_full_hours: int = setting("alert when a filesystem is predicted full within this many hours", 6, min=1)
+    wal_size_mb: int = setting("alert when pg_wal exceeds this size (MiB) and keeps growing", 4096, min=16)
+    backup_max_age_hours: int = setting("alert when the last successful backup is older (hours)", 26, min=1)
+    certificate_days: int = setting("alert when a TLS certificate expires within this many days", 30, min=1)
+    failover_window_minutes: int = setting(
+        "how long the failover notice stays firing after a timeline change", 10, min=1
+    )
+    prometheus_port: int = setting("Prometheus' port on the monitoring host", 9090, min=1, max=65535)
+    alertmanager_port: int = setting("Alertmanager's port on the monitoring host", 9093, min=1, max=65535)
+    etcd_metrics_port: int = setting("etcd's plain-HTTP /metrics and /health listener", 2381, min=1, max=65535)
+    postgres_exporter_port: int = setting(
+        "prometheus-postgres-exporter's port on each Patroni node", 9187, min=1, max=65535
+    )
+    node_exporter_port: int = setting("prometheus-node-exporter's port on every node", 9100, min=1, max=65535)
+    alertmanager: AlertmanagerSettings = section("Alertmanager receivers")
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     network: NetworkSettings = section("private network")
@@ -334,6 +374,7 @@ class Settings:
     endpoint: EndpointSettings = section("how applications reach the primary")
     access: AccessSettings = section("SSH, firewall, bastion")
     backup: BackupSettings = section("backups and point-in-time recovery (pgBackRest, Object Storage)")
+    monitoring: MonitoringSettings = section("Prometheus, Alertmanager, exporters and alert thresholds")
     plan: AddressPlan = field(default=None)  # type: ignore[assignment] # always set by load()
 
 
@@ -605,6 +646,44 @@ def _backup_semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str
         bk["region"] = re.sub(r"[0-9]+$", "", v["network"]["region"]).lower()
 
 
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+
+
+def _semantic_monitoring(mon: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """monitoring.*: receivers complete and well-formed (e-mail needs a relay and a sender)."""
+    am = mon["alertmanager"]
+    url = am["webhook_url"]
+    if url and not re.match(r"^https?://[^\s/]+(/\S*)?$", url):
+        problems.append(("monitoring.alertmanager.webhook_url", f"must be an http(s):// URL, got {url!r}"))
+    for i, addr in enumerate(am["email_to"] or []):
+        if not EMAIL_RE.match(addr):
+            problems.append((f"monitoring.alertmanager.email_to[{i}]", f"not an e-mail address: {addr!r}"))
+    if am["email_from"] and not EMAIL_RE.match(am["email_from"]):
+        problems.append(("monitoring.alertmanager.email_from", f"not an e-mail address: {am['email_from']!r}"))
+    if am["smarthost"] and not HOSTPORT_RE.match(am["smarthost"]):
+        problems.append(
+            (
+                "monitoring.alertmanager.smarthost",
+                f"must be host:port, e.g. smtp.example.com:587, got {am['smarthost']!r}",
+            )
+        )
+    if am["email_to"]:
+        for key in ("email_from", "smarthost"):
+            if not am[key]:
+                problems.append(
+                    (f"monitoring.alertmanager.{key}", "required when monitoring.alertmanager.email_to is set")
+                )
+    ev, sc = mon["evaluation_interval_seconds"], mon["scrape_interval_seconds"]
+    if ev is not None and sc is not None and ev < sc:
+        problems.append(
+            (
+                "monitoring.evaluation_interval_seconds",
+                f"must be >= monitoring.scrape_interval_seconds ({sc}): rules would evaluate the same samples twice",
+            )
+        )
+
+
 def load(stack: str, raw: dict[str, Any]) -> Settings:
     """Validate the ``pgha:*`` config of ``stack`` (section -> value) into Settings."""
     problems: list[tuple[str, str]] = []
@@ -614,6 +693,7 @@ def load(stack: str, raw: dict[str, Any]) -> Settings:
     values = {s: _resolve(hints[s], raw.get(s), s, problems) for s in SECTIONS}
     _semantic(values, problems)
     _backup_semantic(values, problems)
+    _semantic_monitoring(values["monitoring"], problems)
     net = values["network"]
     hosts = {k: v for k, v in net.items() if k.endswith("_host")}
     plan = None

@@ -54,6 +54,7 @@ class Layout:
     pgbackrest_spool: str = "/var/spool/pgbackrest"  #: asynchronous archiving queue
     pgbackrest_log: str = "/var/log/pgbackrest"
     pgbackrest_lock: str = "/tmp/pgbackrest"
+    exporter_os_user: str = "prometheus"  #: OS user running the exporters (Debian packages' user on a VM)
 
 
 def pg_bin_dir(postgres_version: int) -> str:
@@ -98,6 +99,30 @@ LAB_PG_PARAMETERS: dict[str, Any] = {
     "wal_keep_size": "64MB",
 }
 
+
+@dataclass(frozen=True)
+class MonitoringPlace:
+    """Where the monitoring host's files live and how fast it looks (lab: faster)."""
+
+    etc_dir: str  #: prometheus.yml, alertmanager.yml, rules/, tls/
+    data_dir: str  #: Prometheus TSDB
+    alertmanager_data_dir: str  #: Alertmanager's silences and notification log
+    textfile_dir: str  #: node-exporter textfile collector directory on every node (backup age, cert expiry)
+    node_exporter_on: tuple[str, ...] | None = None  #: node names running node-exporter; None: every node
+    scrape_interval_seconds: int | None = None  #: None: monitoring.scrape_interval_seconds
+    evaluation_interval_seconds: int | None = None  #: None: monitoring.evaluation_interval_seconds
+    failover_window_seconds: int | None = None  #: None: monitoring.failover_window_minutes
+
+
+#: Debian's prometheus packages: config under /etc/prometheus, data under /var/lib/prometheus,
+#: node-exporter's textfile directory as its /etc/default file sets it.
+VM_MONITORING = MonitoringPlace(
+    etc_dir="/etc/prometheus",
+    data_dir="/var/lib/prometheus/metrics2",
+    alertmanager_data_dir="/var/lib/prometheus/alertmanager",
+    textfile_dir="/var/lib/prometheus/node-exporter",
+)
+
 #: The source address of loopback connections (a SAN of every lab certificate).
 LOOPBACK_SOURCE = "127.0.0.1"
 
@@ -112,6 +137,7 @@ class Target:
     extra_sans: tuple[str, ...] = ()  #: addresses every node certificate carries besides the node's own
     prefix: str = ""  #: the lab's loopback prefix (e.g. 127.0): decided here, never parsed back from an address
     object_storage: ObjectStorage | None = None  #: the backup repository's S3 server; None: OVH's (pgha/backup.py)
+    monitoring: MonitoringPlace = VM_MONITORING  #: the monitoring host's paths and pace
 
     def layout(self, node: Node) -> Layout:
         return self.layouts[node.name]
@@ -150,6 +176,7 @@ class Target:
             etcd=nodes("etcd", (f"{prefix}.1.{i + 1}" for i in range(settings.etcd.members))),
             patroni=nodes("patroni", (f"{prefix}.2.{i + 1}" for i in range(settings.patroni.nodes))),
             bastion=Node("bastion", "bastion", f"{prefix}.4.1"),
+            monitoring=Node("monitoring", "monitoring", f"{prefix}.6.1"),
             lb=f"{prefix}.3.1",
             dhcp_start=f"{prefix}.5.1",
             dhcp_end=f"{prefix}.5.254",
@@ -176,6 +203,7 @@ class Target:
                 pgbackrest_spool=str(d / "pgbackrest" / "spool"),
                 pgbackrest_log=str(d / "pgbackrest" / "log"),
                 pgbackrest_lock=str(d / "pgbackrest" / "lock"),
+                exporter_os_user=os_user,
             )
 
         return cls(
@@ -186,4 +214,16 @@ class Target:
             haproxy_ca_file=str(run_dir / "ca.crt"),
             extra_sans=(LOOPBACK_SOURCE,),
             prefix=prefix,
+            # One node-exporter (they would all see the same machine); a quick pace so the
+            # lab's alert tests see a fault within seconds, a failover notice that resolves in one minute.
+            monitoring=MonitoringPlace(
+                etc_dir=str(run_dir / "monitoring" / "etc"),
+                data_dir=str(run_dir / "monitoring" / "data" / "prometheus"),
+                alertmanager_data_dir=str(run_dir / "monitoring" / "data" / "alertmanager"),
+                textfile_dir=str(run_dir / "monitoring" / "textfile"),
+                node_exporter_on=("monitoring",),
+                scrape_interval_seconds=1,
+                evaluation_interval_seconds=1,
+                failover_window_seconds=60,
+            ),
         )

@@ -28,6 +28,8 @@ apt_packages=(
   python3-venv python3-dev
   iproute2 procps nftables
   systemd  # systemd-analyze: the settings loader checks backup.*_calendar with it
+  # monitoring (#14): Prometheus + promtool, Alertmanager + amtool, the two exporters
+  prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter
 )
 apt_install setup "${apt_packages[@]}"
 
@@ -40,7 +42,7 @@ if command -v pg_lsclusters >/dev/null; then
     fi
   done
 fi
-for svc in etcd haproxy; do
+for svc in etcd haproxy prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter; do
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
   fi

@@ -89,6 +89,13 @@ def plot(path: Path, result: dict[str, Any], attempts: list[Attempt], node_names
         ax.text(p["t"], 0.35, f" {p['node']} primary", fontsize=7, color="#9467bd", va="bottom")
     for m in result.get("dual_primary", []):
         ax.axvspan(m["t_start"], m["t_end"], color="#d62728", alpha=0.25)
+    # The alerts Alertmanager held during the drill (lab/drills/alerts.py), where they first appeared.
+    fault_t = result.get("fault_t") or 0.0
+    for i, a in enumerate(result.get("alerts", [])):
+        t_alert = fault_t + a["fired_after_fault_s"]
+        ax.axvline(t_alert, color="#e377c2", linestyle="-.", linewidth=1.0)
+        label = a["alertname"] + (f" ({a['node']})" if a["node"] else "")
+        ax.text(t_alert, 0.8 + 0.4 * (i % 3), f" alert {label}", fontsize=7, color="#e377c2", va="bottom")
     ax.set_yticks([ypos[s] for s in sources], sources)
     ax.set_ylim(0.2, ymax + 0.9)
     ax.set_xlabel("seconds since the drill started")

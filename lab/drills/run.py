@@ -21,6 +21,7 @@ from lab.topology import Topology
 from pgha.timing import TIMING_PROFILES
 
 from . import netcut
+from .alerts import AlertWatcher
 from .detect import client_summary, dual_primaries, leadership
 from .faults import thaw
 from .load import LoadSettings, Recorder, ensure_tables, present_seqs
@@ -82,6 +83,8 @@ def run_drill(
     healthy = False
     present: dict[str, set[int]] | None = None
     t_start = time.monotonic()
+    alerts = AlertWatcher(topo, rec.now)
+    alerts.start()
     rec.start()
     try:
         try:
@@ -105,6 +108,8 @@ def run_drill(
             healthy = True
         except LabError as e:
             error = (error + "; " if error else "") + f"not healthy afterwards: {e}"
+        finally:
+            alerts.stop()
         present = {p: present_seqs(topo, cl) for p, cl in rec.clients.items()} if healthy else None
     finally:
         if d.frozen:  # never leave a node stopped, whatever happened
@@ -134,6 +139,8 @@ def run_drill(
             "healthy_after": healthy,
             "error": error,
             "notes": d.notes,
+            # Alertmanager's view (API v2) while the drill ran, until the cluster was healthy again.
+            "alerts": alerts.summary(d.fault_t),
             **d.extra,
         }
     )
@@ -154,7 +161,11 @@ def run_drill(
     log(
         f"[{sc.number} {sc.name}] failover {'yes ' + str(old) + '->' + str(result['new_leader']) if result['failover'] else 'no'}; "
         f"RTO libpq {cl['libpq']['rto_s']} s, haproxy {cl['haproxy']['rto_s']} s; acked lost {result['acked_missing']}; "
-        f"two primaries {len(result['dual_primary'])}; rejoin {result['rejoin_s']} s"
+        f"two primaries {len(result['dual_primary'])}; rejoin {result['rejoin_s']} s; alerts "
+        + (
+            ", ".join(f"{a['alertname']}({a['node']}) +{a['fired_after_fault_s']} s" for a in result["alerts"])
+            or "none"
+        )
     )
     return result
 

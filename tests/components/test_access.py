@@ -123,7 +123,7 @@ def test_children_names_and_deploy_key(harness):
     counts = {t: sum(1 for c in children if c.type == t) for t in {c.type for c in children}}
     assert counts == {
         PRIVATE_KEY: 2,
-        GROUP: 3,
+        GROUP: 4,  # etcd, patroni, bastion, monitoring
         RULE: len(ingress_rules(s)),
         PORT: 1,
         INSTANCE: 1,

@@ -23,7 +23,7 @@ def test_every_instance_gets_the_deploy_key_from_cloud_init(harness, stack):
     deploy_key = mock_host_key("access-deploy-key")
     operators = h.settings().access.ssh_public_keys
     instances = h.of_type(INSTANCE)
-    assert len(instances) == 7
+    assert len(instances) == 8  # 3 etcd + 3 Patroni + the bastion + the monitoring host
     for inst in instances:
         assert inst.input("keyPair") is None, inst.urn
         doc = yaml.safe_load(inst.user_data())

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.components
     "stack, missing, paths",
     [
         pytest.param("dev", {"b3-8"}, {"patroni.flavor"}, id="patroni-flavor"),
-        pytest.param("dev", {"d2-4"}, {"etcd.flavor"}, id="etcd-flavor"),
+        pytest.param("dev", {"d2-4"}, {"etcd.flavor", "monitoring.flavor"}, id="etcd-and-monitoring-flavor"),
         pytest.param("dev", {"Debian 12"}, {"etcd.image", "patroni.image"}, id="image"),
         pytest.param("prod", {"d2-2"}, {"access.bastion.flavor"}, id="bastion-flavor"),
         pytest.param("prod", {"small"}, {"endpoint.load_balancer.flavor"}, id="lb-flavor"),

@@ -17,7 +17,7 @@ def test_every_port_is_filtered_by_its_group(harness, stack):
     h.set_stack_config(h.stack_yaml())
     run_main(h)
     ports = h.of_type(PORT)
-    assert len(ports) == 7  # 3 etcd + 3 Patroni + the bastion
+    assert len(ports) == 8  # 3 etcd + 3 Patroni + the bastion + the monitoring host
     for p in ports:
         assert p.inputs.get("portSecurityEnabled") is True, p.urn
         assert len(p.inputs["securityGroupIds"]) == 1, p.urn

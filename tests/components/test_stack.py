@@ -24,6 +24,7 @@ COMPONENTS = {
     "pgha:index:PatroniCluster": "patroni",
     "pgha:index:Endpoint": "endpoint",
     "pgha:index:Validation": "validation",
+    "pgha:index:MonitoringHost": "monitoring",
 }
 ALWAYS = {
     "network_id",
@@ -38,8 +39,10 @@ ALWAYS = {
     "app_password",
     "haproxy_config",
     "client_deadline",
+    "scrape_targets",
 }
-OPTIONAL = {"dev": {"bastion_ip"}, "prod": {"bastion_ip", "dns_name", "lb_address"}}
+MONITORING = {"monitoring_address", "prometheus_url", "alertmanager_url"}
+OPTIONAL = {"dev": {"bastion_ip"} | MONITORING, "prod": {"bastion_ip", "dns_name", "lb_address"} | MONITORING}
 
 
 def run_main(h):

@@ -28,6 +28,7 @@ PREFIXES = {
     "dns": "127.82",
     "backup": "127.83",
     "restore": "127.84",
+    "monitor": "127.85",
 }
 
 FAILED: list[str] = []

@@ -62,7 +62,7 @@ def test_render_command_output_passes_cloud_init_schema(stack: str, tmp_path: Pa
     assert main(["render", "--stack", stack, "--out", str(tmp_path / "out")]) == 0
     user_data = sorted((tmp_path / "out").rglob("user-data"))
     s = load_stack_file(stack, ROOT)
-    assert len(user_data) == s.etcd.members + s.patroni.nodes
+    assert len(user_data) == s.etcd.members + s.patroni.nodes + (1 if s.monitoring.enabled else 0)
     for f in user_data:
         p = cloud_init_schema(f)
         assert p.returncode == 0, f"{f}: {p.stdout}{p.stderr}"

@@ -31,7 +31,7 @@ def nft_check(path: Path) -> subprocess.CompletedProcess[str]:
 def test_every_node_firewall_is_valid_nft(stack: str, tmp_path: Path) -> None:
     files = fake_render(load_stack_file(stack, ROOT))
     rulesets = {k: v for k, v in files.items() if k.endswith("/files/etc/nftables.conf")}
-    assert sorted(k.split("/")[0] for k in rulesets) == ["etcd"] * 3 + ["patroni"] * 3
+    assert sorted(k.split("/")[0] for k in rulesets) == ["etcd"] * 3 + ["monitoring"] + ["patroni"] * 3
     for key, text in rulesets.items():
         path = tmp_path / key.replace("/", "_")
         path.write_text(text)

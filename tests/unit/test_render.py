@@ -126,7 +126,7 @@ def test_pg_hba_is_hostssl_scram_only(stack: str) -> None:
         f = line.split()
         assert not re.search(r"\b(trust|md5|password)\b", line), line
         if f[0] == "local":
-            assert f[-2:] == ["peer", "map=pgha"] or f[-1] == "peer", line
+            assert f[-2:] in (["peer", "map=pgha"], ["peer", "map=pgha-monitor"]) or f[-1] == "peer", line
         elif f[-1] != "reject":
             assert f[0] == "hostssl", line
             assert f[-1] == "scram-sha-256", line
