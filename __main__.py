@@ -8,6 +8,7 @@ from cloud_init.common import etcd_urls
 from cloud_init.dns_callback import record_fqdn
 from cloud_init.endpoint import libpq_dsn, render_haproxy
 from components.access import Access, AccessArgs
+from components.backup import BackupRepository, BackupRepositoryArgs
 from components.config import load_stack_config
 from components.endpoint import Endpoint, EndpointArgs
 from components.etcd import EtcdCluster, EtcdClusterArgs
@@ -47,8 +48,10 @@ etcd_place = Placement(
 )
 pg_place = replace(etcd_place, security_group_id=sg["patroni"])
 etcd = EtcdCluster("etcd", EtcdClusterArgs(s, etcd_place, pki.ca_cert, pki.etcd))
+repository = BackupRepository("backup", BackupRepositoryArgs(s, cfg.cloud_project)) if s.backup.enabled else None
 patroni = PatroniCluster(
-    "patroni", PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api)
+    "patroni",
+    PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api, repository),
 )
 endpoint = Endpoint("endpoint", EndpointArgs(settings=s, subnet_id=network.subnet_id))
 monitoring = None
@@ -95,5 +98,7 @@ for key, value in {
 }.items():
     if value is not None:  # only when enabled
         pulumi.export(key, value)
+if repository is not None:  # the credential and the passphrase stay secret, inside user-data
+    pulumi.export("backup_bucket", repository.bucket)
 if s.endpoint.dns.primary_record:  # kept on the primary by the nodes' Patroni callback
     pulumi.export("dns_primary_name", record_fqdn(s))

@@ -16,6 +16,7 @@ from pgha.secrets import (
     FAKE_CA,
     EtcdNodeSecrets,
     PatroniNodeSecrets,
+    fake_backup_secrets,
     fake_host_key,
     fake_keypair,
     fake_ovh_api_credentials,
@@ -41,6 +42,7 @@ def fake_render(settings: Settings) -> dict[str, str]:
             fake_passwords(),
             dns_api=fake_ovh_api_credentials() if settings.endpoint.dns.primary_record else None,
             host_key=fake_host_key(n.name),
+            backup=fake_backup_secrets() if settings.backup.enabled else None,
         )
         for n in target.plan.patroni
     }

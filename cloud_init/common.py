@@ -182,8 +182,8 @@ def cloud_config(
     write_files = []
     for f in files:
         entry: dict[str, Any] = {"path": f.path, "owner": f.owner, "permissions": f.mode, "content": f.content}
-        # Files owned by users that packages create are written after packages install.
-        if f.owner.split(":")[0] in deferred_owners:
+        # Files owned by users (or groups) that packages create are written after packages install.
+        if any(part in deferred_owners for part in f.owner.split(":")):
             entry["defer"] = True
         write_files.append(entry)
     doc: dict[str, Any] = {

@@ -6,12 +6,13 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pgha.backup import RestoreSpec
 from pgha.plan import AddressPlan, Node
 from pgha.secrets import PatroniNodeSecrets, scram_sha256
 from pgha.settings import Settings
 from pgha.target import Target
 
-from . import dns_callback, monitoring
+from . import backup, dns_callback, monitoring
 from .common import (
     REPLICATION_USER,
     REST_USER,
@@ -50,7 +51,13 @@ def pg_hba(settings: Settings, plan: AddressPlan) -> list[str]:
     return lines
 
 
-def patroni_config(settings: Settings, target: Target, node: Node, secrets: PatroniNodeSecrets) -> dict[str, Any]:
+def patroni_config(
+    settings: Settings,
+    target: Target,
+    node: Node,
+    secrets: PatroniNodeSecrets,
+    restore: RestoreSpec | None = None,
+) -> dict[str, Any]:
     plan, layout = target.plan, target.layout(node)
     pg = settings.patroni
     name = node.name
@@ -146,16 +153,24 @@ def patroni_config(settings: Settings, target: Target, node: Node, secrets: Patr
     }
     if settings.endpoint.dns.primary_record:
         config["postgresql"]["callbacks"] = dns_callback.patroni_callbacks(layout)
+    if settings.backup.enabled:
+        backup.apply_to_patroni(config, settings, layout, restore)
     return config
 
 
-def render_patroni_node(settings: Settings, target: Target, node: Node, secrets: PatroniNodeSecrets) -> RenderedNode:
+def render_patroni_node(
+    settings: Settings,
+    target: Target,
+    node: Node,
+    secrets: PatroniNodeSecrets,
+    restore: RestoreSpec | None = None,
+) -> RenderedNode:
     plan, layout = target.plan, target.layout(node)
     pg = settings.patroni
     name = node.name
     tls = f"{layout.etc_dir}/tls"
     owner = f"{layout.pg_os_user}:{layout.pg_os_user}"
-    config = patroni_config(settings, target, node, secrets)
+    config = patroni_config(settings, target, node, secrets, restore)
     check = check_config(
         settings,
         plan,
@@ -163,6 +178,7 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         node,
         {"ca": f"{tls}/ca.crt", "cert": f"{tls}/etcd-client.crt", "key": f"{tls}/etcd-client.key"},
     )
+    check["patroni"]["archiving"] = settings.backup.enabled
     bootstrap_sql = tpl(
         "patroni/bootstrap.sql.j2",
         app_user=pg.app_user,
@@ -191,7 +207,11 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
         node_script(layout, "pgha-check-patroni", "check_patroni.py"),
         NodeFile(
             f"{layout.bin_dir}/pgha-post-bootstrap",
-            tpl("patroni/pgha-post-bootstrap.sh.j2", psql=f"{layout.pg_bin_dir}/psql"),
+            tpl(
+                "patroni/pgha-post-bootstrap.sh.j2",
+                psql=f"{layout.pg_bin_dir}/psql",
+                stanza_create=backup.stanza_create_cmd(layout) if settings.backup.enabled else "",
+            ),
             mode="0755",
         ),
         NodeFile(
@@ -229,6 +249,12 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
             )
         )
         files.append(node_script(layout, "pgha-dns-callback", "dns_callback.py"))
+    if settings.backup.enabled:
+        if secrets.backup is None:
+            raise ValueError(
+                f"{name}: backup.enabled is on but no repository credentials were given (PatroniNodeSecrets.backup)"
+            )
+        files += backup.node_files(settings, target, node, secrets.backup)
     if layout.watchdog and pg.watchdog != "off":
         files.append(
             NodeFile(
@@ -289,6 +315,7 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
             str(PurePosixPath(layout.pg_data_dir).parent),
         ],
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
+        *(backup.runcmd(layout) if settings.backup.enabled else []),
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
         # The exporters started at install with the drop-ins already there; restart once more
@@ -331,6 +358,7 @@ def render_patroni_node(settings: Settings, target: Target, node: Node, secrets:
             "python3-venv",
             "etcd-client",
             "nftables",
+            *(["pgbackrest"] if settings.backup.enabled else []),
             *monitoring.exporter_packages(node),
         ],
         files=files,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pgha.backup import RestoreSpec
 from pgha.secrets import EtcdNodeSecrets, PatroniNodeSecrets
 from pgha.settings import Settings
 from pgha.target import Target
@@ -21,9 +22,11 @@ def render_cluster(
     target: Target,
     etcd_secrets: Mapping[str, EtcdNodeSecrets],
     patroni_secrets: Mapping[str, PatroniNodeSecrets],
+    restore: RestoreSpec | None = None,
 ) -> list[RenderedNode]:
-    """Every node of the stack on ``target``, etcd members first (secrets by node name)."""
+    """Every node of the stack on ``target``, etcd members first (secrets by node name).
+    ``restore``: bootstrap the new cluster from a backup repository (pgha/backup.py)."""
     plan = target.plan
     return [render_etcd_node(settings, target, n, etcd_secrets[n.name]) for n in plan.etcd] + [
-        render_patroni_node(settings, target, n, patroni_secrets[n.name]) for n in plan.patroni
+        render_patroni_node(settings, target, n, patroni_secrets[n.name], restore) for n in plan.patroni
     ]

@@ -186,6 +186,12 @@ def check_region(settings: Settings, problems: list[tuple[str, str]]) -> None:
         )
 
 
+NO_BACKUP_WARNING = (
+    "backup.enabled: false: this stack has no backup and no point-in-time recovery "
+    "(HA does not undo a DROP TABLE); set backup.enabled: true and backup.bucket (docs/backups.md)"
+)
+
+
 def load_stack_config() -> StackConfig:
     """Read and validate this stack's config; raise once with every problem."""
     problems: list[tuple[str, str]] = []
@@ -204,6 +210,10 @@ def load_stack_config() -> StackConfig:
     pg = settings.patroni
     for path, msg in memory_warnings(pg.flavor, pg.parameters, pg.postgres_version):
         pulumi.log.warn(f"{path}: {msg}")
+    if not settings.backup.enabled:
+        # Off in the committed stacks (a bucket name is shared by every OVH customer of the
+        # region, so each team picks its own), but a deployment without backups is said.
+        pulumi.log.warn(NO_BACKUP_WARNING)
     smtp = smtp_password(settings, problems)
     if problems:
         raise SettingsError(problems)

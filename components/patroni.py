@@ -22,10 +22,11 @@ import pulumi_random as random
 from cloud_init.common import hostname, nova_user_data
 from cloud_init.patroni import render_patroni_node
 from pgha.plan import Node
-from pgha.secrets import KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets, SshHostKey
+from pgha.secrets import BackupSecrets, KeyPair, OvhApiCredentials, Passwords, PatroniNodeSecrets, SshHostKey
 from pgha.settings import Settings
 from pgha.target import Target
 
+from .backup import BackupRepository
 from .config import DnsApiKeys
 from .nodes import (
     Placement,
@@ -59,6 +60,8 @@ class PatroniClusterArgs:
     """etcd client certificate per node, in plan order."""
     dns_api: DnsApiKeys | None = None
     """OVH API keys of the DNS primary-record callback (endpoint.dns.primary_record only)."""
+    backup: BackupRepository | None = None
+    """The pgBackRest repository (backup.enabled only): its credential and passphrase go into user-data."""
 
 
 class PatroniCluster(pulumi.ComponentResource):
@@ -85,6 +88,8 @@ class PatroniCluster(pulumi.ComponentResource):
             if len(certs) != len(plan.patroni):
                 raise ValueError(f"{name}: {len(certs)} {what} certificates for {len(plan.patroni)} Patroni nodes")
         region = s.network.region
+        if s.backup.enabled and args.backup is None:
+            raise ValueError(f"{name}: backup.enabled is on but no BackupRepository was given")
         child = pulumi.ResourceOptions(parent=self)
         self.names = [n.name for n in plan.patroni]
         self.addresses = plan.addresses("patroni")
@@ -135,6 +140,7 @@ class PatroniCluster(pulumi.ComponentResource):
                     etcd_key=args.etcd_client_certs[i].key,
                     **self.passwords,
                     **_dns_api_inputs(args.dns_api),
+                    **_backup_inputs(args.backup),
                     # Nova gives the attached volume the serial <volume id>[:20]: the node finds
                     # its data disk as /dev/disk/by-id/virtio-<serial>, whatever its kernel name.
                     volume_id=volume.id,
@@ -198,6 +204,12 @@ def _dns_api_inputs(keys: DnsApiKeys | None) -> dict[str, pulumi.Output[str]]:
     }
 
 
+def _backup_inputs(repo: BackupRepository | None) -> dict[str, pulumi.Output[str]]:
+    if repo is None:
+        return {}
+    return {"s3_access_key": repo.access_key, "s3_secret_key": repo.secret_key, "cipher_pass": repo.cipher_pass}
+
+
 def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict[str, str]) -> str:
     """Runs inside Output.apply, once the node's certificates and the passwords are known."""
     dns_api = None
@@ -212,6 +224,7 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
         dns_api=dns_api,
         host_key=SshHostKey(private=v["host_private"], public=v["host_public"]),
+        backup=BackupSecrets(v["s3_access_key"], v["s3_secret_key"], v["cipher_pass"]) if "cipher_pass" in v else None,
     )
     settings = with_deploy_key(settings, v["deploy_key"])
     target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})

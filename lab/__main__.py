@@ -9,6 +9,8 @@ switchover  planned switchover to another node
 logs NODE   a daemon's log (etcd1.., pg1.., haproxy, supervisor)
 psql ARGS   psql on the primary as the application user; ARGS go to psql (-c 'select 1')
 start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
+backup      a pgBackRest backup (up --backup starts the lab with backups and its S3 server)
+restore     a NEW lab restored from this lab's repository: --to latest|TIME, --xid, --name; --into DIR
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from pgha.settings import SettingsError
 
-from . import control, errors, observe, rundir
+from . import backup, control, errors, observe, rundir
 from .topology import Topology, default_prefix, default_run_dir, load_topology
 
 #: stack and prefix: the flag, else its environment variable, else a default.
@@ -84,6 +86,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"--fresh: stopping and discarding {_run_dir(args)}")
         control.discard(_run_dir(args))
     topo = _topo(args)
+    if args.backup and not topo.settings.backup.enabled and not control.running(topo):
+        topo = load_topology(topo.stack, topo.run_dir, topo.prefix, overrides=backup.LAB_OVERRIDES)
     t0 = time.monotonic()
     if control.running(topo):
         print(f"lab {topo.stack} already running in {topo.run_dir}; checking it")
@@ -112,7 +116,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"lab {topo.stack} is not running ({topo.run_dir})")
         return 3
     print(observe.status_table(topo))
+    if topo.settings.backup.enabled:
+        print("\n".join(backup.status_lines(topo)))
     return 0 if print_validation(observe.validate(topo, wait=0)) else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    results = backup.run_job(topo, args.type)
+    for n, p in sorted(results.items()):
+        print(f"{n}: {p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ''}")
+    print("\n".join(backup.status_lines(topo)))
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    src = _topo(args)
+    kind, value = ("xid", args.xid) if args.xid else ("name", args.name) if args.name else ("latest", "")
+    if args.to and args.to != "latest":
+        kind, value = "time", args.to
+    into = Path(args.into)
+    print(f"restoring {src.stack} ({src.run_dir}) to {kind} {value} into {into} on {args.restore_prefix}")
+    t0 = time.monotonic()
+    topo = backup.restore(src, kind, value, into, args.restore_prefix, timeout=args.timeout)
+    print(f"restored and healthy after {time.monotonic() - t0:.1f}s")
+    print(observe.status_table(topo))
+    return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -217,7 +246,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="stop the lab of the run dir and delete it (data, secrets) before starting a new one",
     )
+    up.add_argument("--backup", action="store_true", help="with backups: pgBackRest and an S3 server (SeaweedFS)")
     sub.add_parser("status", help="status table and validation")
+    bk = sub.add_parser("backup", help="a pgBackRest backup, run on every node like the timers (the leader acts)")
+    bk.add_argument("--type", default="full", choices=("full", "diff", "watch"))
+    rs = sub.add_parser("restore", help="a new lab restored from this lab's repository")
+    target = rs.add_mutually_exclusive_group()
+    target.add_argument("--to", help="latest (default) or a time with its offset, e.g. '2026-11-27 20:15:00+00:00'")
+    target.add_argument("--xid", help="a transaction id")
+    target.add_argument("--name", help="a restore point (pg_create_restore_point)")
+    rs.add_argument("--into", required=True, help="run directory of the new lab (must not exist or be empty)")
+    rs.add_argument("--restore-prefix", required=True, help="loopback prefix of the new lab, e.g. 127.84")
+    rs.add_argument("--timeout", type=float, default=900)
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--clean", action="store_true", help="also remove the run directory")
     sw = sub.add_parser("switchover", help="planned switchover")
@@ -263,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         "kill": cmd_kill,
         "drill": cmd_drill,
         "rotate-certs": cmd_rotate_certs,
+        "backup": cmd_backup,
+        "restore": cmd_restore,
     }
     try:
         return handlers[args.cmd](args)

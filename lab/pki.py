@@ -63,7 +63,16 @@ class LabCA:
     def pem(self) -> str:
         return _pem_cert(self.cert)
 
-    def issue(self, common_name: str, ips: list[str], server: bool = True, client: bool = True) -> KeyPair:
+    def issue(
+        self,
+        common_name: str,
+        ips: list[str],
+        server: bool = True,
+        client: bool = True,
+        dns_names: tuple[str, ...] = (),
+    ) -> KeyPair:
+        """A leaf certificate; ``dns_names``: DNS SANs besides the IP SANs (pgBackRest 2.45
+        checks an S3 server's certificate by name only)."""
         key = _key()
         now = dt.datetime.now(dt.UTC)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -80,8 +89,8 @@ class LabCA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
-        if ips:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(i)) for i in ips]), critical=False
-            )
+        sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return KeyPair(cert=_pem_cert(builder.sign(self.key, hashes.SHA256())), key=_pem_key(key))

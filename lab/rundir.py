@@ -8,11 +8,12 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from cloud_init.common import RenderedNode
 from pgha.secrets import Passwords
 
-from . import monitoring
+from . import monitoring, s3
 from .pki import LabCA
 from .topology import Topology, haproxy_config, load_topology, new_passwords, render_lab, run_user
 
@@ -21,16 +22,21 @@ def lab_file(run_dir: Path) -> Path:
     return run_dir / "lab.json"
 
 
-def lab_meta(run_dir: Path) -> dict[str, str]:
-    """``{"stack": ..., "prefix": ...}`` as recorded at ``up``."""
-    meta: dict[str, str] = json.loads(lab_file(run_dir).read_text())
+def lab_meta(run_dir: Path) -> dict[str, Any]:
+    """``{"stack": ..., "prefix": ...}`` as recorded at ``up`` (and a lab's own settings
+    ``overrides``, the ``storage_from`` run dir and prefix of a restored lab)."""
+    meta: dict[str, Any] = json.loads(lab_file(run_dir).read_text())
     return meta
 
 
 def open_lab(run_dir: Path) -> Topology:
     """The topology of an existing run directory (stack and prefix as at ``up``)."""
     meta = lab_meta(run_dir)
-    return load_topology(meta["stack"], run_dir, meta["prefix"])
+    src = meta.get("storage_from")
+    storage_from = (Path(src[0]), src[1]) if src else None
+    return load_topology(
+        meta["stack"], run_dir, meta["prefix"], overrides=meta.get("overrides"), storage_from=storage_from
+    )
 
 
 def prefix_of(topo: Topology) -> str:
@@ -91,10 +97,27 @@ def prepare(topo: Topology) -> None:
     ca = LabCA(f"pgha-lab-{topo.stack} CA")
     topo.ca_file.write_text(ca.pem)
     _write_secret(topo.run_dir / "ca.key", ca.key_pem)
+    if topo.settings.backup.enabled and not topo.backup_secrets_file.exists():
+        _write_secret(topo.backup_secrets_file, json.dumps(s3.new_secrets().__dict__))
+    if topo.owns_storage:
+        pair = ca.issue("lab-s3", [], client=False, dns_names=(s3.HOST,))
+        s3.write_files(run, topo.backup_secrets(), pair.cert, pair.key, run_user())
     write_node_files(topo, render_lab(topo, passwords, ca))
+    if topo.settings.backup.enabled:  # what the pgbackrest package and runcmd make on a VM
+        for n in topo.pg_names:
+            lay = topo.layout(n)
+            for d in (lay.pgbackrest_spool, lay.pgbackrest_log):
+                Path(d).mkdir(parents=True, exist_ok=True)
+                _chown(Path(d), run_user())
+                _chown(Path(d).parent, run_user())
     monitoring.write_files(topo, ca.pem)
     (run / "haproxy" / "haproxy.cfg").write_text(haproxy_config(topo))
-    lab_file(run).write_text(json.dumps({"stack": topo.stack, "prefix": prefix_of(topo)}))
+    meta: dict[str, Any] = {"stack": topo.stack, "prefix": prefix_of(topo)}
+    if topo.overrides:
+        meta["overrides"] = topo.overrides
+    if topo.storage_from:
+        meta["storage_from"] = [str(topo.storage_from[0]), topo.storage_from[1]]
+    lab_file(run).write_text(json.dumps(meta))
     write_pgpass(topo, passwords)
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import monitoring
+from . import monitoring, s3
 from .drills import netcut
 from .topology import Topology, load_topology, run_user
 
@@ -75,6 +75,8 @@ def commands(topo: Topology) -> dict[str, list[str]]:
         wait = f"{lay.python} {lay.bin_dir}/pgha-check-etcd --config {lay.etc_dir}/check.json --wait 0 --reachable"
         out[n] = ["/bin/sh", "-c", f"{wait} && exec {lay.patroni_venv}/bin/patroni {lay.etc_dir}/patroni.yml"]
     out["haproxy"] = ["/usr/sbin/haproxy", "-db", "-f", str(topo.run_dir / "haproxy" / "haproxy.cfg")]
+    if topo.owns_storage:
+        out["s3"] = s3.command(topo.run_dir, topo.prefix)
     out.update(monitoring.commands(topo))
     return out
 
@@ -182,6 +184,7 @@ class Supervisor:
         self.stop_group(self.topo.pg_names)
         self.stop_group(["haproxy"])
         self.stop_group(self.topo.etcd_names)
+        self.stop_group(["s3"])
         # Anything else left in our subtree (orphans reparented to us).
         self.reap()
 
@@ -215,6 +218,12 @@ class Supervisor:
         (self.run_dir / "ctl").mkdir(exist_ok=True)
         for n in self.topo.etcd_names:
             self.start(n)
+        if self.topo.owns_storage:
+            # The repository must answer before a bootstrap creates the stanza (as Object Storage does on OVH).
+            self.start("s3")
+            storage = self.topo.target.object_storage
+            assert storage is not None
+            s3.wait_bucket(storage, self.topo.backup_secrets())
         self.validate_configs()
         for n in self.topo.pg_names:
             self.start(n)
@@ -233,6 +242,12 @@ class Supervisor:
 
 
 def main(stack: str, run_dir: str, prefix: str) -> int:
-    topo = load_topology(stack, Path(run_dir), prefix)
+    from .rundir import open_lab
+
+    topo = (
+        open_lab(Path(run_dir))
+        if (Path(run_dir) / "lab.json").exists()
+        else load_topology(stack, Path(run_dir), prefix)
+    )
     sys.stdout.flush()
     return Supervisor(topo).run()

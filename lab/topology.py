@@ -6,6 +6,8 @@ node and a VM is in :meth:`pgha.target.Target.lab`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import pwd
@@ -13,15 +15,18 @@ import secrets as pysecrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cloud_init.common import RenderedNode
 from cloud_init.endpoint import libpq_dsn, render_haproxy
 from cloud_init.render import render_cluster
+from pgha.backup import RestoreSpec
 from pgha.plan import AddressPlan, Node
-from pgha.secrets import EtcdNodeSecrets, OvhApiCredentials, Passwords, PatroniNodeSecrets
-from pgha.settings import ROOT, Settings, load_stack_file
+from pgha.secrets import BackupSecrets, EtcdNodeSecrets, OvhApiCredentials, Passwords, PatroniNodeSecrets
+from pgha.settings import ROOT, Settings, load, load_stack_file, sections_from_stack_yaml
 from pgha.target import Layout, Target
 
+from . import s3
 from .pki import LabCA
 
 PATRONI_VENV = Path(os.environ.get("PGHA_PATRONI_VENV", "/opt/pgha/patroni"))
@@ -57,6 +62,12 @@ class Topology:
     #: OVH API credentials for the DNS primary-record callback (endpoint.dns.primary_record);
     #: in tests they point at a local double of the OVH API.
     dns_api: OvhApiCredentials | None = None
+    #: settings changed for this lab only, over the stack file (``lab up --backup``), kept in lab.json
+    overrides: dict[str, Any] | None = None
+    #: the lab whose S3 server holds the backup repository (run dir, prefix); None: its own
+    storage_from: tuple[Path, str] | None = None
+    #: set by ``lab restore``: the new cluster bootstraps from the repository
+    restore: RestoreSpec | None = None
 
     @property
     def plan(self) -> AddressPlan:
@@ -101,6 +112,18 @@ class Topology:
     def passwords(self) -> Passwords:
         return Passwords(**json.loads(self.secrets_file.read_text()))
 
+    @property
+    def backup_secrets_file(self) -> Path:
+        return self.run_dir / "backup-secrets.json"
+
+    def backup_secrets(self) -> BackupSecrets:
+        return BackupSecrets(**json.loads(self.backup_secrets_file.read_text()))
+
+    @property
+    def owns_storage(self) -> bool:
+        """This lab runs the S3 server (backup.enabled, not a restored lab reading another's)."""
+        return self.settings.backup.enabled and self.storage_from is None
+
     def dsn(self, read_only: bool = False) -> str:
         return libpq_dsn(self.settings, self.plan, read_only=read_only, sslrootcert=str(self.ca_file))
 
@@ -119,11 +142,44 @@ class Topology:
         return self._single_host_dsn(self.haproxy_addr, port, "verify-ca", 2)
 
 
-def load_topology(stack: str, run_dir: Path | None = None, prefix: str | None = None, root: Path = ROOT) -> Topology:
-    settings = load_stack_file(stack, root)
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def load_topology(
+    stack: str,
+    run_dir: Path | None = None,
+    prefix: str | None = None,
+    root: Path = ROOT,
+    overrides: dict[str, Any] | None = None,
+    storage_from: tuple[Path, str] | None = None,
+) -> Topology:
+    if overrides:
+        import yaml
+
+        path = root / f"Pulumi.{stack}.yaml"
+        raw = sections_from_stack_yaml(yaml.safe_load(path.read_text())) if path.exists() else {}
+        settings = load(stack, _merge(raw, overrides)) if path.exists() else load_stack_file(stack, root)
+    else:
+        settings = load_stack_file(stack, root)
     run_dir = run_dir or default_run_dir(stack)
-    target = Target.lab(settings, run_dir, prefix or default_prefix(), run_user(), str(PATRONI_VENV))
-    return Topology(stack=stack, run_dir=run_dir, settings=settings, target=target)
+    prefix = prefix or default_prefix()
+    target = Target.lab(settings, run_dir, prefix, run_user(), str(PATRONI_VENV))
+    if settings.backup.enabled:
+        owner_dir, owner_prefix = storage_from or (run_dir, prefix)
+        storage = s3.object_storage(owner_dir, owner_prefix, repo_path=f"/{run_dir.name}")
+        target = dataclasses.replace(target, object_storage=storage)
+    return Topology(
+        stack=stack,
+        run_dir=run_dir,
+        settings=settings,
+        target=target,
+        overrides=overrides,
+        storage_from=storage_from,
+    )
 
 
 def new_passwords() -> Passwords:
@@ -143,10 +199,11 @@ def render_lab(topo: Topology, passwords: Passwords, ca: LabCA) -> list[Rendered
             ca.issue(f"{n.name}-etcd-client", list(t.extra_sans), server=False),
             passwords,
             dns_api=topo.dns_api,
+            backup=topo.backup_secrets() if topo.settings.backup.enabled else None,
         )
         for n in t.plan.patroni
     }
-    return render_cluster(topo.settings, t, etcd, pg)
+    return render_cluster(topo.settings, t, etcd, pg, topo.restore)
 
 
 def haproxy_config(topo: Topology) -> str:

@@ -58,6 +58,22 @@ class OvhApiCredentials:
 
 
 @dataclass(frozen=True)
+class BackupSecrets:
+    """The pgBackRest repository's credentials (backup.enabled): an Object Storage S3
+    credential limited to the stack's bucket, and the repository encryption passphrase."""
+
+    s3_access_key: str
+    s3_secret_key: str
+    cipher_pass: str  #: aes-256-cbc passphrase of the repository; lose it and the backups are unreadable
+
+
+def fake_backup_secrets() -> BackupSecrets:
+    return BackupSecrets(
+        s3_access_key="FAKE-s3-access-key", s3_secret_key="FAKE-s3-secret-key", cipher_pass="FAKE-repository-passphrase"
+    )
+
+
+@dataclass(frozen=True)
 class PatroniNodeSecrets:
     ca_cert: str
     server: KeyPair  #: PostgreSQL and Patroni REST API server certificate
@@ -65,6 +81,7 @@ class PatroniNodeSecrets:
     passwords: Passwords
     dns_api: OvhApiCredentials | None = None  #: only with endpoint.dns.primary_record
     host_key: SshHostKey | None = None  #: the node's SSH host key (None: the image generates one)
+    backup: BackupSecrets | None = None  #: only with backup.enabled
 
 
 def fake_keypair(name: str) -> KeyPair:

@@ -15,9 +15,12 @@ import dataclasses
 import difflib
 import ipaddress
 import re
+import shutil
+import subprocess
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,35 @@ def _region(value: str) -> str | None:
 
 _IDENT = _regex(NAME_RE, "a PostgreSQL identifier: lowercase, digits, _")
 
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def _bucket(value: str) -> str | None:
+    """S3 bucket naming rules (3-63 characters: lowercase letters, digits, '-'; starts and
+    ends with a letter or digit). Dots are refused: with virtual-host URIs a dotted name
+    no longer matches the endpoint's wildcard TLS certificate."""
+    if value == "":
+        return None  # checked with backup.enabled (_semantic)
+    if "." in value:
+        return f"no dots in the bucket name (they break TLS with virtual-host URIs), got {value!r}"
+    if not BUCKET_RE.match(value) or value.startswith("xn--") or value.endswith("-s3alias"):
+        return f"not an S3 bucket name: 3-63 lowercase letters, digits and '-', starting and ending with a letter or digit, got {value!r}"
+    return None
+
+
+@lru_cache(maxsize=64)
+def systemd_calendar_problem(expression: str) -> str | None:
+    """None when ``systemd-analyze calendar`` accepts ``expression`` (the timers' own parser)."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return "cannot check the calendar expression: systemd-analyze not found (install systemd, or scripts/setup.sh)"
+    p = subprocess.run([tool, "calendar", expression], capture_output=True, text=True, check=False, timeout=10)
+    if p.returncode != 0:
+        why = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1] if (p.stderr or p.stdout).strip() else ""
+        return f"not a systemd calendar expression ({why}); e.g. 'Sun *-*-* 01:00:00' (see man systemd.time)"
+    return None
+
+
 # ---------------------------------------------------------------- the settings
 
 
@@ -269,6 +301,32 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    enabled: bool = setting(
+        "pgBackRest: continuous WAL archiving and scheduled backups to an OVH Object Storage bucket", False
+    )
+    bucket: str = setting(
+        "bucket of the repository, created per stack (S3 rules; required when enabled)", "", check=_bucket
+    )
+    region: str = setting(
+        "Object Storage region, e.g. gra or sbg (empty: network.region's letters; another region survives the loss of this one)",
+        "",
+        check=_regex(re.compile(r"^([a-z]{2,5})?$"), "lowercase letters only, e.g. gra, sbg, de"),
+    )
+    full_calendar: str = setting("systemd OnCalendar of full backups", "Sun *-*-* 01:00:00")
+    diff_calendar: str = setting("systemd OnCalendar of differential backups", "Mon..Sat *-*-* 01:00:00")
+    retention_full: int = setting("full backups kept (older ones and their WAL are expired)", 2, min=1, max=100)
+    retention_diff: int = setting("differential backups kept", 7, min=1, max=100)
+    archive_timeout: int = setting(
+        "seconds after which PostgreSQL switches to a new WAL segment (bounds the data lost with every node)",
+        60,
+        min=10,
+        max=3600,
+    )
+    process_max: int = setting("pgBackRest parallel processes (backup, restore, async archiving)", 2, min=1, max=16)
+
+
+@dataclass(frozen=True)
 class AlertmanagerSettings:
     webhook_url: str = setting(
         "Alertmanager webhook receiver URL (empty: none), e.g. https://hooks.example.com/pgha", ""
@@ -315,6 +373,7 @@ class Settings:
     patroni: PatroniSettings = section("Patroni/PostgreSQL cluster")
     endpoint: EndpointSettings = section("how applications reach the primary")
     access: AccessSettings = section("SSH, firewall, bastion")
+    backup: BackupSettings = section("backups and point-in-time recovery (pgBackRest, Object Storage)")
     monitoring: MonitoringSettings = section("Prometheus, Alertmanager, exporters and alert thresholds")
     plan: AddressPlan = field(default=None)  # type: ignore[assignment] # always set by load()
 
@@ -572,6 +631,21 @@ def _semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> 
         problems.append(("network.vrack_service_name", f"must look like pn-123456, got {net['vrack_service_name']!r}"))
 
 
+def _backup_semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str]]) -> None:
+    bk = v["backup"]
+    if bk["enabled"] and bk["bucket"] == "":
+        problems.append(
+            ("backup.bucket", "required when backup.enabled is true (e.g. pgha-<stack>-backups-<your suffix>)")
+        )
+    for key in ("full_calendar", "diff_calendar"):
+        if bk[key] is not None:
+            msg = systemd_calendar_problem(bk[key])
+            if msg:
+                problems.append((f"backup.{key}", msg))
+    if bk["region"] == "" and v["network"]["region"] is not None:
+        bk["region"] = re.sub(r"[0-9]+$", "", v["network"]["region"]).lower()
+
+
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
 
@@ -618,6 +692,7 @@ def load(stack: str, raw: dict[str, Any]) -> Settings:
     hints = typing.get_type_hints(Settings)
     values = {s: _resolve(hints[s], raw.get(s), s, problems) for s in SECTIONS}
     _semantic(values, problems)
+    _backup_semantic(values, problems)
     _semantic_monitoring(values["monitoring"], problems)
     net = values["network"]
     hosts = {k: v for k, v in net.items() if k.endswith("_host")}

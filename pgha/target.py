@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backup import ObjectStorage
 from .plan import AddressPlan, Node, nodes
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class Layout:
     pg_parameters: dict[str, Any] = field(default_factory=dict)  #: overrides (lab: small memory)
     data_device: str | None = None  #: the data volume's stable device path; None: no separate volume (lab)
     data_mount: str = "/var/lib/postgresql"  #: where the data volume is mounted (must be a mount point on a VM)
+    pgbackrest_conf: str = "/etc/pgbackrest/pgbackrest.conf"  #: pgBackRest config (0640 root:postgres on a VM)
+    pgbackrest_spool: str = "/var/spool/pgbackrest"  #: asynchronous archiving queue
+    pgbackrest_log: str = "/var/log/pgbackrest"
+    pgbackrest_lock: str = "/tmp/pgbackrest"
     exporter_os_user: str = "prometheus"  #: OS user running the exporters (Debian packages' user on a VM)
 
 
@@ -131,6 +136,7 @@ class Target:
     haproxy_ca_file: str  #: CA file HAProxy checks Patroni's REST API with
     extra_sans: tuple[str, ...] = ()  #: addresses every node certificate carries besides the node's own
     prefix: str = ""  #: the lab's loopback prefix (e.g. 127.0): decided here, never parsed back from an address
+    object_storage: ObjectStorage | None = None  #: the backup repository's S3 server; None: OVH's (pgha/backup.py)
     monitoring: MonitoringPlace = VM_MONITORING  #: the monitoring host's paths and pace
 
     def layout(self, node: Node) -> Layout:
@@ -193,6 +199,10 @@ class Target:
                 watchdog=False,
                 pg_parameters=dict(LAB_PG_PARAMETERS),
                 data_mount=str(d),
+                pgbackrest_conf=str(d / "etc" / "pgbackrest.conf"),
+                pgbackrest_spool=str(d / "pgbackrest" / "spool"),
+                pgbackrest_log=str(d / "pgbackrest" / "log"),
+                pgbackrest_lock=str(d / "pgbackrest" / "lock"),
                 exporter_os_user=os_user,
             )
 

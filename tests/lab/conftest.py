@@ -21,7 +21,15 @@ from lab import control, observe, rundir
 from lab.topology import Topology, load_topology, scratch_dir
 
 #: Loopback prefix of each lab the tests start: name -> 127.N.
-PREFIXES = {"sync": "127.77", "cli": "127.78", "drills": "127.79", "dns": "127.82", "monitor": "127.85"}
+PREFIXES = {
+    "sync": "127.77",
+    "cli": "127.78",
+    "drills": "127.79",
+    "dns": "127.82",
+    "backup": "127.83",
+    "restore": "127.84",
+    "monitor": "127.85",
+}
 
 FAILED: list[str] = []
 
@@ -36,7 +44,11 @@ def pytest_runtest_makereport(item, call):
 
 @contextmanager
 def running_lab(
-    name: str, stack: str, configure: Callable[[Topology], None] | None = None, start: bool = True
+    name: str,
+    stack: str,
+    configure: Callable[[Topology], None] | None = None,
+    start: bool = True,
+    overrides: dict[str, Any] | None = None,
 ) -> Iterator[Topology]:
     """A lab ``name`` of ``stack`` on ``PREFIXES[name]``, in a fresh run dir.
 
@@ -46,7 +58,7 @@ def running_lab(
     unless a test failed."""
     run_dir = scratch_dir("pgha-lab-tests") / f"{name}-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    topo = load_topology(stack, run_dir, PREFIXES[name])
+    topo = load_topology(stack, run_dir, PREFIXES[name], overrides=overrides)
     if configure:
         configure(topo)
     try:

@@ -1,0 +1,220 @@
+#!/usr/bin/python3
+# pgha-backup: installed verbatim by cloud_init (node_scripts/backup.py) on every Patroni node when
+# backup.enabled. Run by the pgha-backup-{full,diff,watch}.timer units on EVERY node, by Patroni
+# (post_bootstrap, custom bootstrap of a restored cluster) and by the lab. Acts only on the leader
+# (Patroni's /primary answers 200 and PostgreSQL is not in recovery), so after a failover the new
+# leader's timers carry on.
+#
+#   run full|diff   stanza-create (idempotent), then a backup of that type
+#   run watch       stanza-create; a full backup when the repository has none, a differential one
+#                   when the cluster's timeline is newer than the last backup's (after a failover)
+#   stanza          stanza-create on the leader (--bootstrap: on this node, which Patroni is bootstrapping)
+#   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster)
+#   status          JSON: leader or not, last backup, pg_stat_archiver, WAL segments waiting
+import argparse
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+def log(msg: str) -> None:
+    print("pgha-backup: " + msg, flush=True)
+
+
+def psql(cfg: dict[str, Any], sql: str) -> str:
+    cmd = [cfg["psql"], "--no-psqlrc", "-XAtq", "-h", cfg["socket_dir"], "-p", str(cfg["port"])]
+    cmd += ["-U", cfg["superuser"], "-d", "postgres", "-c", sql]
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError("psql failed: " + p.stderr.strip())
+    return p.stdout.strip()
+
+
+def is_leader(cfg: dict[str, Any]) -> bool:
+    """Patroni says this node is the primary AND PostgreSQL is not in recovery."""
+    ctx = ssl.create_default_context(cafile=cfg["cacert"])
+    try:
+        with urllib.request.urlopen(cfg["primary_url"], context=ctx, timeout=5) as r:
+            if r.status != 200:
+                return False
+    except (urllib.error.URLError, OSError):
+        return False
+    try:
+        return psql(cfg, "SELECT pg_is_in_recovery()") == "f"
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+
+
+def pgbackrest(cfg: dict[str, Any], *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    cmd = [cfg["pgbackrest"], "--config=" + cfg["pgbackrest_conf"], "--stanza=" + cfg["stanza"], *args]
+    return subprocess.run(cmd, check=False, text=True, capture_output=capture)
+
+
+def info(cfg: dict[str, Any]) -> dict[str, Any]:
+    p = pgbackrest(cfg, "--output=json", "info", capture=True)
+    if p.returncode != 0:
+        raise RuntimeError("pgbackrest info failed: " + (p.stderr.strip() or p.stdout.strip()))
+    stanzas = json.loads(p.stdout or "[]")
+    return stanzas[0] if stanzas else {}
+
+
+def timeline_of(wal: str) -> int:
+    return int(wal[:8], 16)
+
+
+#: pgbackrest info status codes meaning the stanza does not exist yet (missing stanza path / data).
+STANZA_MISSING = (1, 3)
+
+
+def stanza_missing(cfg: dict[str, Any]) -> bool:
+    try:
+        return (info(cfg).get("status") or {}).get("code") in STANZA_MISSING
+    except (RuntimeError, ValueError):
+        return True
+
+
+def ensure_stanza(cfg: dict[str, Any]) -> int:
+    """stanza-create only when the stanza is missing: it takes the archive lock, which the
+    asynchronous archive-push holds while it works through a backlog."""
+    return stanza_create(cfg) if stanza_missing(cfg) else 0
+
+
+#: pgBackRest's exit code when another pgBackRest process holds the lock (the asynchronous
+#: archive-push, retrying segments the missing stanza made fail): wait for it, a few times.
+LOCK_HELD = 50
+LOCK_RETRIES = 10
+LOCK_WAIT = 3.0
+
+
+def stanza_create(cfg: dict[str, Any]) -> int:
+    for attempt in range(LOCK_RETRIES):
+        p = pgbackrest(cfg, "stanza-create")
+        if p.returncode != LOCK_HELD:
+            break
+        log(f"stanza-create: lock held by another pgBackRest process, retrying ({attempt + 1}/{LOCK_RETRIES})")
+        time.sleep(LOCK_WAIT)
+    if p.returncode != 0:
+        log(f"stanza-create failed (exit {p.returncode}); see {cfg['pgbackrest_conf']} log-path")
+    return p.returncode
+
+
+def backup(cfg: dict[str, Any], kind: str) -> int:
+    log(f"{kind} backup of stanza {cfg['stanza']} starting on {cfg['node']}")
+    p = pgbackrest(cfg, "--type=" + kind, "backup")
+    log(f"{kind} backup done" if p.returncode == 0 else f"{kind} backup FAILED (exit {p.returncode})")
+    return p.returncode
+
+
+def watch_kind(cfg: dict[str, Any]) -> str | None:
+    """full when the repository has no backup; diff when the timeline moved on since the last one."""
+    backups = info(cfg).get("backup") or []
+    if not backups:
+        return "full"
+    current = timeline_of(psql(cfg, "SELECT pg_walfile_name(pg_current_wal_lsn())"))
+    last = timeline_of(backups[-1]["archive"]["start"])
+    if current > last:
+        log(f"timeline {current} is newer than the last backup's ({last}): a failover happened")
+        return "diff"
+    return None
+
+
+def cmd_run(cfg: dict[str, Any], job: str) -> int:
+    if not is_leader(cfg):
+        log(f"{cfg['node']} is not the leader: nothing to do ({job})")
+        return 0
+    rc = ensure_stanza(cfg)
+    if rc != 0:
+        return rc
+    if job == "watch":
+        kind = watch_kind(cfg)
+        if kind is None:
+            log("stanza present, last backup on the current timeline: nothing to do")
+            return 0
+        return backup(cfg, kind)
+    return backup(cfg, job)
+
+
+def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
+    if not bootstrap and not is_leader(cfg):
+        log(f"{cfg['node']} is not the leader: the leader creates the stanza")
+        return 0
+    rc = ensure_stanza(cfg)
+    if rc != 0 and bootstrap:
+        # Patroni's post_bootstrap: an unreachable repository must not fail the bootstrap
+        # (Patroni would discard the new cluster); the watch timer creates the stanza later.
+        log("stanza not created now; pgha-backup-watch.timer retries on the leader")
+        return 0
+    return rc
+
+
+def cmd_restore(cfg: dict[str, Any], repo_path: str, options: list[str]) -> int:
+    os.makedirs(cfg["data_dir"], mode=0o700, exist_ok=True)
+    log(f"restoring stanza {cfg['stanza']} from {repo_path} into {cfg['data_dir']}: {' '.join(options)}")
+    return pgbackrest(cfg, "--repo1-path=" + repo_path, "--delta", *options, "restore").returncode
+
+
+def cmd_status(cfg: dict[str, Any]) -> int:
+    out: dict[str, Any] = {"node": cfg["node"], "leader": is_leader(cfg)}
+    try:
+        stanza = info(cfg)
+        backups = stanza.get("backup") or []
+        out["stanza_status"] = (stanza.get("status") or {}).get("message")
+        if backups:
+            b = backups[-1]
+            out["last_backup"] = {
+                "label": b["label"],
+                "type": b["type"],
+                "stop": b["timestamp"]["stop"],
+                "timeline": timeline_of(b["archive"]["start"]),
+            }
+        out["backups"] = len(backups)
+    except (RuntimeError, ValueError, KeyError, IndexError) as e:
+        out["error"] = str(e)
+    if out["leader"]:
+        row = psql(
+            cfg,
+            "SELECT json_build_object('archived_count', archived_count, 'last_archived_wal', last_archived_wal,"
+            " 'last_archived_time', extract(epoch from last_archived_time), 'failed_count', failed_count,"
+            " 'last_failed_time', extract(epoch from last_failed_time), 'now', extract(epoch from now()),"
+            " 'ready', (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'))"
+            " FROM pg_stat_archiver",
+        )
+        out["archiver"] = json.loads(row)
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description="pgha backups (pgBackRest), acting on the leader only")
+    ap.add_argument("--config", required=True, help="backup.json rendered for this node")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run")
+    run.add_argument("job", choices=("full", "diff", "watch"))
+    st = sub.add_parser("stanza")
+    st.add_argument("--bootstrap", action="store_true", help="this node is bootstrapping the cluster")
+    st.add_argument("patroni_args", nargs="*", help=argparse.SUPPRESS)  # post_bootstrap appends a connstring
+    rs = sub.add_parser("restore")
+    rs.add_argument("--repo-path", required=True)
+    sub.add_parser("status")
+    args, extra = ap.parse_known_args()
+    if extra and args.cmd != "restore":
+        ap.error("unrecognized arguments: " + " ".join(extra))
+    with open(args.config) as f:
+        cfg = json.load(f)
+    if args.cmd == "run":
+        return cmd_run(cfg, args.job)
+    if args.cmd == "stanza":
+        return cmd_stanza(cfg, args.bootstrap)
+    if args.cmd == "restore":
+        return cmd_restore(cfg, args.repo_path, extra)
+    return cmd_status(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
