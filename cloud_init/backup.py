@@ -13,7 +13,8 @@ What a Patroni node receives, as plain values for ``patroni.py``:
   ``backup.json``; systemd timers run it on EVERY node (full, differential, and a
   watch every few minutes that creates the stanza and backs up after a timeline
   change); the script acts only on the leader, so a failover never leaves the
-  schedule dead;
+  schedule dead; after every job, on every node, it writes the backup metrics into
+  node-exporter's textfile directory (made group-writable for postgres, sticky);
 - with a :class:`~pgha.backup.RestoreSpec`: Patroni's custom bootstrap restoring the
   new cluster from a repository to that target.
 """
@@ -31,9 +32,12 @@ from pgha.settings import Settings
 from pgha.target import Layout, Target
 
 from .common import SUPERUSER, NodeFile, node_script, tpl
+from .monitoring import TEXTFILE_METRICS
 
 #: How often the watch timer looks for a missing stanza or a new timeline.
 WATCH_INTERVAL = "*:0/5"
+#: The backup metrics' file in node-exporter's textfile directory.
+TEXTFILE = TEXTFILE_METRICS["pgha_backup_last_success_timestamp_seconds"][0]
 #: pgBackRest compression of backups and archived WAL.
 COMPRESS_TYPE = "zst"
 
@@ -169,6 +173,11 @@ def stanza_create_cmd(layout: Layout) -> str:
     return f"{script_path(layout)} --config {config_path(layout)} stanza --bootstrap"
 
 
+def textfile_path(target: Target) -> str:
+    """node-exporter textfile the backup jobs write (monitoring.TEXTFILE_METRICS names the file)."""
+    return f"{target.monitoring.textfile_dir}/{TEXTFILE}"
+
+
 def script_config(settings: Settings, target: Target, node: Node) -> dict[str, Any]:
     """backup.json: what pgha-backup needs (no secret: those stay in pgbackrest.conf)."""
     layout, pg = target.layout(node), settings.patroni
@@ -184,6 +193,7 @@ def script_config(settings: Settings, target: Target, node: Node) -> dict[str, A
         "socket_dir": layout.socket_dir,
         "port": pg.port,
         "superuser": SUPERUSER,
+        "textfile": textfile_path(target),
     }
 
 
@@ -236,8 +246,11 @@ def node_files(settings: Settings, target: Target, node: Node, secrets: BackupSe
     ]
 
 
-def runcmd(layout: Layout) -> list[list[str]]:
-    """Directories pgBackRest writes (the Debian package makes them; the data volume may not) and the timers."""
+def runcmd(target: Target, layout: Layout) -> list[list[str]]:
+    """Directories pgBackRest writes (the Debian package makes them; the data volume may not),
+    node-exporter's textfile directory writable by the backup jobs (group, sticky: they can
+    replace their own file only) and the timers."""
+    textfile_dir = target.monitoring.textfile_dir
     return [
         [
             "install",
@@ -251,5 +264,8 @@ def runcmd(layout: Layout) -> list[list[str]]:
             layout.pgbackrest_spool,
             layout.pgbackrest_log,
         ],
+        ["mkdir", "-p", textfile_dir],
+        ["chgrp", layout.pg_os_user, textfile_dir],
+        ["chmod", "g+w,+t", textfile_dir],
         ["systemctl", "enable", *TIMERS],
     ]

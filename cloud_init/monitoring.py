@@ -42,13 +42,13 @@ MONITOR_USER = "pgha_monitor"
 TEXTFILE_METRICS: dict[str, tuple[str, str, str]] = {
     "pgha_backup_last_success_timestamp_seconds": (
         "pgha-backup.prom",
-        "the backup job (issue #13), after each successful backup",
-        "Unix time of the last successful backup (label: type=full|diff|incr)",
+        "pgha-backup (node_scripts/backup.py), after every job: the watch every 5 minutes, on every Patroni node",
+        "Unix time the repository's last backup finished (label: type=full|diff|incr); no sample without one",
     ),
     "pgha_archive_failing": (
         "pgha-backup.prom",
-        "the backup job (issue #13), after each archive-push check",
-        "1 while WAL archiving fails, else 0",
+        "pgha-backup (node_scripts/backup.py), after every job: the watch every 5 minutes, on every Patroni node",
+        "1 while WAL archiving fails (on the leader: pg_stat_archiver), else 0",
     ),
     "pgha_certificate_expiry_timestamp_seconds": (
         "pgha-certificates.prom",

@@ -315,7 +315,7 @@ def render_patroni_node(
             str(PurePosixPath(layout.pg_data_dir).parent),
         ],
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
-        *(backup.runcmd(layout) if settings.backup.enabled else []),
+        *(backup.runcmd(target, layout) if settings.backup.enabled else []),
         ["systemctl", "daemon-reload"],
         # --no-block: Patroni starts once etcd answers (ExecStartPre); cloud-init must not wait.
         # The exporters started at install with the drop-ins already there; restart once more

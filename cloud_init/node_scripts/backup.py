@@ -8,6 +8,8 @@
 #   run full|diff   stanza-create (idempotent), then a backup of that type
 #   run watch       stanza-create; a full backup when the repository has none, a differential one
 #                   when the cluster's timeline is newer than the last backup's (after a failover)
+#                   Every run (any node, leader or not) then writes node-exporter's textfile metrics
+#                   (backup.json "textfile"): the last backup's stop time, archiving failing (leader).
 #   stanza          stanza-create on the leader (--bootstrap: on this node, which Patroni is bootstrapping)
 #   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster)
 #   status          JSON: leader or not, last backup, pg_stat_archiver, WAL segments waiting
@@ -124,8 +126,74 @@ def watch_kind(cfg: dict[str, Any]) -> str | None:
     return None
 
 
+#: WAL archiving failing: the last attempt failed after the last success. The same condition
+#: as pgha-check-patroni's ARCHIVER_SQL (a unit test keeps them equal).
+ARCHIVE_FAILING = "coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false)"
+
+
+def archive_failing(cfg: dict[str, Any]) -> bool:
+    return psql(cfg, f"SELECT {ARCHIVE_FAILING} FROM pg_stat_archiver") == "t"
+
+
+def metrics_text(stanza: dict[str, Any] | None, failing: bool) -> str:
+    """node-exporter textfile: the last backup's stop time (no sample when the repository has
+    no backup or could not be read, so ``absent()`` catches it) and archiving failing."""
+    lines = [
+        "# HELP pgha_backup_last_success_timestamp_seconds Unix time the last successful backup finished.",
+        "# TYPE pgha_backup_last_success_timestamp_seconds gauge",
+    ]
+    backups = (stanza or {}).get("backup") or []
+    if backups:
+        last = max(backups, key=lambda b: b["timestamp"]["stop"])
+        lines.append(
+            f'pgha_backup_last_success_timestamp_seconds{{type="{last["type"]}"}} {int(last["timestamp"]["stop"])}'
+        )
+    lines += [
+        "# HELP pgha_archive_failing 1 while WAL archiving to the backup repository fails (leader), else 0.",
+        "# TYPE pgha_archive_failing gauge",
+        f"pgha_archive_failing {1 if failing else 0}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Atomically (a temporary file in the same directory, then rename), readable by node-exporter."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def write_metrics(cfg: dict[str, Any], leader: bool) -> None:
+    """Never fails the job: a repository or psql error is logged and leaves no timestamp sample."""
+    stanza: dict[str, Any] | None = None
+    try:
+        stanza = info(cfg)
+    except (RuntimeError, ValueError, OSError) as e:
+        log(f"metrics: {e}")
+    failing = False
+    if leader:
+        try:
+            failing = archive_failing(cfg)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            log(f"metrics: pg_stat_archiver: {e}")
+    try:
+        write_textfile(cfg["textfile"], metrics_text(stanza, failing))
+    except OSError as e:
+        log(f"metrics: cannot write {cfg['textfile']}: {e}")
+
+
 def cmd_run(cfg: dict[str, Any], job: str) -> int:
-    if not is_leader(cfg):
+    leader = is_leader(cfg)
+    try:
+        return run_job(cfg, job, leader)
+    finally:
+        write_metrics(cfg, leader)
+
+
+def run_job(cfg: dict[str, Any], job: str, leader: bool) -> int:
+    if not leader:
         log(f"{cfg['node']} is not the leader: nothing to do ({job})")
         return 0
     rc = ensure_stanza(cfg)
