@@ -137,6 +137,8 @@ def command(run_dir: Path, prefix: str) -> list[str]:
         f"-s3.cert.file={d / 'tls.crt'}",
         f"-s3.key.file={d / 'tls.key'}",
     ]
+    # weed always puts its gRPC sockets in the system temp dir, named by port: a crashed
+    # run leaves them behind and the next start would fail to bind.
     stale = " ".join(f"/tmp/seaweedfs-*-{port}.sock" for port in p.values())
     return ["/bin/sh", "-c", f"rm -f {stale}; exec " + " ".join(weed)]
 
