@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from lab import backup, control, observe
@@ -189,19 +190,26 @@ def test_replica_rebuilt_from_the_repository_while_the_primary_serves_writes(
             timeout=300,
             what=f"{replica} rebuilt with the pgbackrest method",
         )
+        # Created is not started: wait for the rebuilt server itself to stream, not for the
+        # member list, which can still show the replica's state from before the rebuild.
+        wait_for(lambda: observe.replica_streams(backup_lab, replica), timeout=180, what=f"{replica} streaming")
         observe.wait_healthy(backup_lab, timeout=180)
     finally:
         stop.set()
         t.join(10)
+    assert not t.is_alive(), "the writer is stuck in an INSERT"
     assert count[0] > 0
     replica_dsn = backup_lab.node_dsn(replica)
-    wait_for(
-        lambda: (
-            connect(backup_lab, replica_dsn).execute("SELECT count(*) FROM while_rebuilding").fetchone() == (count[0],)
-        ),
-        timeout=60,
-        what="the rebuilt replica to have every row",
-    )
+
+    def rows_on_replica() -> int | None:
+        try:
+            with connect(backup_lab, replica_dsn) as c:
+                row = c.execute("SELECT count(*) FROM while_rebuilding").fetchone()
+        except psycopg.OperationalError:  # a restart between the checks above and this one
+            return None
+        return row[0] if row else None
+
+    wait_for(lambda: rows_on_replica() == count[0], timeout=60, what="the rebuilt replica to have every row")
 
 
 def test_after_a_failover_archiving_continues_and_the_watch_job_backs_up(
