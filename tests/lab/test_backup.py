@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lab import backup, control, observe
+from lab import backup, control, monitoring, observe
 from lab.errors import LabError
 from lab.topology import Topology, scratch_dir
 
@@ -69,6 +69,19 @@ def test_full_backup_runs_on_the_leader_only(backup_lab: Topology, full_backup: 
     backups = backup.info(backup_lab)["backup"]
     assert [b["type"] for b in backups] == ["full"]
     assert backup.info(backup_lab)["cipher"] == "aes-256-cbc"
+
+
+def test_backup_metrics_reach_prometheus(backup_lab: Topology, full_backup: object) -> None:
+    """The job's textfile metrics, through the real node-exporter, in the real Prometheus: the
+    last backup's stop time as the repository has it, and archiving not failing."""
+    assert monitoring.enabled(backup_lab), "the dev stack monitors; this lab must too"
+    last = int(max(b["timestamp"]["stop"] for b in backup.info(backup_lab)["backup"]))
+    wait_for(
+        lambda: [v for _, v in monitoring.query(backup_lab, "pgha_backup_last_success_timestamp_seconds")] == [last],
+        timeout=60,
+        what="Prometheus to hold the last backup's time",
+    )
+    assert [v for _, v in monitoring.query(backup_lab, "pgha_archive_failing")] == [0]
 
 
 def test_restore_to_a_time_brings_the_dropped_table_back(backup_lab: Topology, full_backup: object) -> None:
