@@ -240,6 +240,20 @@ class Supervisor:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         (self.run_dir / "ctl").mkdir(exist_ok=True)
+        try:
+            self.start_all()
+            while not self.stopping:
+                self.reap()
+                self.serve_requests()
+                time.sleep(0.1)
+        finally:  # also when a start fails: nothing started stays behind
+            self.stop_all()
+            netcut.heal(self.topo)
+            netcut.cleanup(self.topo)
+            self.state_path().unlink(missing_ok=True)
+        return 0
+
+    def start_all(self) -> None:
         for n in self.topo.etcd_names:
             self.start(n)
         if self.topo.owns_storage:
@@ -254,15 +268,6 @@ class Supervisor:
         self.start("haproxy")
         for n in monitoring.names(self.topo):
             self.start(n)
-        while not self.stopping:
-            self.reap()
-            self.serve_requests()
-            time.sleep(0.1)
-        self.stop_all()
-        netcut.heal(self.topo)
-        netcut.cleanup(self.topo)
-        self.state_path().unlink(missing_ok=True)
-        return 0
 
 
 def main(stack: str, run_dir: str, prefix: str) -> int:

@@ -4,6 +4,7 @@ data, up with another prefix (refused), up --fresh (a new lab), down --clean; an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lab import control, observe, rundir
+from lab.errors import LabError
 from lab.topology import Topology
 
 from .conftest import PREFIXES, lab_fixture, wait_for
@@ -121,3 +123,15 @@ def test_down_leaves_no_node_waiting_for_a_gone_etcd(cli_lab: Topology) -> None:
     p = lab(topo, "down")
     assert p.returncode == 0, p.stdout + p.stderr
     assert processes_naming(topo.run_dir) == []
+
+
+def test_a_supervisor_that_fails_while_starting_leaves_nothing(cli_lab: Topology) -> None:
+    """A start that fails half-way (here HAProxy's log cannot be opened, after etcd and Patroni
+    started) stops what was started, instead of leaving it running without a supervisor."""
+    topo = cli_lab
+    rundir.prepare(topo)
+    (topo.run_dir / "logs" / "haproxy.log").mkdir(parents=True)
+    with contextlib.suppress(LabError):  # it may be gone before it is seen running
+        control.start_supervisor(topo)
+    wait_for(lambda: processes_naming(topo.run_dir) == [], timeout=120, what="nothing of the lab left running")
+    assert "IsADirectoryError" in (topo.run_dir / "logs" / "supervisor.log").read_text()
