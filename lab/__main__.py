@@ -108,6 +108,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not ok:
         print(f"\nvalidation FAILED; logs in {topo.run_dir}/logs", file=sys.stderr)
         return 1
+    if topo.settings.backup.enabled:
+        # What the watch timer's first run does on a VM (within 5 minutes): the stanza, and a
+        # full backup while the repository has none. The lab has no timers: run it now.
+        backup.run_job(topo, "watch")
+        print("\n".join(backup.status_lines(topo)))
     print("\nvalidation passed. Next: python -m lab switchover | python -m lab psql | python -m lab down")
     return 0
 

@@ -181,6 +181,12 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
         spec = RestoreSpec(kind, value, repo_path=source_path)
     except ValueError as e:
         raise LabError(str(e)) from e
+    if kind == "time":
+        # PostgreSQL reaches a time at the first commit after it: make sure the archive holds one.
+        lead = observe.leader(src)
+        if lead:
+            superuser_sql(src, lead, "SELECT pg_current_xact_id()")
+            wait_archived(src)
     backups = info(src, source_path).get("backup") or []
     problem = target_problem(spec, backups, archive_end(src, source_path))
     if problem:

@@ -2,13 +2,18 @@
 ("Rewinding THIS cluster"), step by step, with the same commands a node runs on a VM.
 
 1. Check the target against the repository; refuse before anything changes.
-2. A way back: a restore point of the present, archived, and a full backup.
+2. A way back: a restore point of the present, a commit after it (a time target is
+   reached at the first commit after it), archived, and a full backup.
 3. Stop Patroni everywhere, replicas first, the leader last. Not paused: a paused Patroni
    leaves PostgreSQL running when it stops (Patroni's ``Ha.shutdown``), and a restore
    refuses a running server.
-4. On the old leader: ``pgbackrest --delta --type=... restore``, then ``pg_ctl start``
+4. On the old leader: keep its configuration files (Patroni's, in the data directory: the
+   backup holds those of the node that took it, another listen address), ``pgbackrest
+   --delta --type=... restore``, put the files back, then ``pg_ctl start``
    until PostgreSQL has replayed to the target and promoted onto a new timeline, then
-   ``pg_ctl stop``.
+   ``pg_ctl stop``. If that fails (a restore point that does not exist, a transaction id
+   never reached), the other nodes are untouched: they are started again and the
+   half-restored node is re-created from them (:func:`roll_back`).
 5. Empty the other nodes' data directories: they hold history past the target.
 6. ``patronictl remove <scope>``: the DCS still describes the old timeline.
 7. Start Patroni on the restored node (it initialises the cluster from its data, starting
@@ -24,6 +29,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pgha.backup import RestoreSpec
 
@@ -31,6 +37,9 @@ from . import backup, control, observe
 from .errors import LabError
 from .supervisor import alive
 from .topology import Topology
+
+#: What Patroni writes into the data directory for THIS node (listen address, paths, access).
+PATRONI_CONFIG_FILES = ("postgresql.conf", "postgresql.base.conf", "pg_hba.conf", "pg_ident.conf")
 
 
 @dataclass(frozen=True)
@@ -85,28 +94,34 @@ def rewind(topo: Topology, spec: RestoreSpec, timeout: float = 900) -> Rewound:
 
     way_back = f"before-rewind-{int(time.time())}"
     backup.superuser_sql(topo, lead, f"SELECT pg_create_restore_point('{way_back}')")
+    # A time target is reached at the first commit after it: an idle cluster has none, and
+    # PostgreSQL would stop with "recovery ended before configured recovery target".
+    backup.superuser_sql(topo, lead, "SELECT pg_current_xact_id()")
     backup.wait_archived(topo)
     backup.run_job(topo, "full")
 
     for n in [*others, lead]:
         stop_patroni(topo, n)
-
-    lay = topo.layout(lead)
-    p = backup.pgbackrest(topo, lead, "--delta", *spec.pgbackrest_options(), "restore", timeout=timeout)
-    if p.returncode != 0:
-        raise LabError(f"pgbackrest restore on {lead} failed: {(p.stderr or p.stdout).strip()[-600:]}")
-    pg_ctl = [f"{lay.pg_bin_dir}/pg_ctl", "-D", lay.pg_data_dir]
-    log = topo.run_dir / "logs" / f"{lead}-rewind.log"
-    _run(topo, [*pg_ctl, "-l", str(log), "-w", "-t", str(int(timeout)), "start"], f"pg_ctl start on {lead}")
     try:
-        _wait(lambda: _promoted(topo, lead), timeout, f"{lead} replayed to the target and promoted")
-    finally:
-        _run(topo, [*pg_ctl, "-m", "fast", "-w", "stop"], f"pg_ctl stop on {lead}")
+        restore_and_promote(topo, lead, spec, timeout)
+    except LabError as e:
+        try:
+            roll_back(topo, lead, others, timeout)
+        except LabError as again:
+            raise LabError(
+                f"rewind failed on {lead} ({e}) and so did the roll-back ({again}); {', '.join(others)} "
+                f"still hold the whole history: start them (python -m lab start NODE), then re-create {lead}"
+            ) from e
+        raise LabError(
+            f"rewind failed on {lead} and was rolled back: the cluster runs as before, from the other "
+            f"nodes' data; {lead} was re-created from them. Cause: {e}"
+        ) from e
 
     for n in others:
         _run(topo, ["find", topo.layout(n).pg_data_dir, "-mindepth", "1", "-delete"], f"emptying {n}'s data directory")
 
     scope = topo.settings.patroni.scope
+    lay = topo.layout(lead)
     patronictl = [f"{lay.patroni_venv}/bin/patronictl", "-c", f"{lay.etc_dir}/patroni.yml"]
     p = observe.run_as_user([*patronictl, "remove", scope], timeout=60, stdin=f"{scope}\nYes I am aware\n")
     if p.returncode != 0:
@@ -121,3 +136,49 @@ def rewind(topo: Topology, spec: RestoreSpec, timeout: float = 900) -> Rewound:
         control.request_start(topo, n)
     observe.wait_healthy(topo, timeout=timeout)
     return Rewound(restored_on=lead, way_back=way_back, timeline=timeline)
+
+
+def restore_and_promote(topo: Topology, node: str, spec: RestoreSpec, timeout: float) -> None:
+    """Step 4: restore ``node`` to the target, start PostgreSQL until it promotes, stop it."""
+    lay = topo.layout(node)
+    # The backup holds the configuration of the node that took it (its listen address, and in
+    # the lab its paths): keep this node's own, as Patroni wrote it.
+    kept = topo.run_dir / node / "rewind-config"
+    _run(topo, ["mkdir", "-p", str(kept)], "keeping the node's configuration")
+    _run(topo, ["cp", "-p", *(f"{lay.pg_data_dir}/{f}" for f in PATRONI_CONFIG_FILES), str(kept)], "keeping config")
+    p = backup.pgbackrest(topo, node, "--delta", *spec.pgbackrest_options(), "restore", timeout=timeout)
+    if p.returncode != 0:
+        raise LabError(f"pgbackrest restore failed: {(p.stderr or p.stdout).strip()[-600:]}")
+    _run(topo, ["cp", "-p", *(f"{kept}/{f}" for f in PATRONI_CONFIG_FILES), lay.pg_data_dir], "putting config back")
+    pg_ctl = [f"{lay.pg_bin_dir}/pg_ctl", "-D", lay.pg_data_dir]
+    log = topo.run_dir / "logs" / f"{node}-rewind.log"
+    try:
+        _run(topo, [*pg_ctl, "-l", str(log), "-w", "-t", str(int(timeout)), "start"], "pg_ctl start")
+
+        def promoted() -> bool:
+            if control.postmaster_of(topo, node) is None:
+                raise LabError(f"PostgreSQL stopped during recovery: {_fatal(log)}")
+            return _promoted(topo, node)
+
+        _wait(promoted, timeout, f"{node} replayed to the target and promoted")
+    except LabError as e:
+        raise LabError(str(e) if "FATAL" in str(e) else f"{e}; {_fatal(log)}") from e
+    finally:
+        if control.postmaster_of(topo, node) is not None:
+            _run(topo, [*pg_ctl, "-m", "fast", "-w", "stop"], "pg_ctl stop")
+
+
+def _fatal(log: Path) -> str:
+    lines = [ln for ln in log.read_text(errors="replace").splitlines() if "FATAL" in ln] if log.exists() else []
+    return lines[-1].strip() if lines else f"see {log}"
+
+
+def roll_back(topo: Topology, restored: str, others: list[str], timeout: float) -> None:
+    """The other nodes still hold the whole history and the DCS still describes it: start
+    them (one takes over), then re-create the half-restored node from them."""
+    for n in others:
+        control.request_start(topo, n)
+    _wait(lambda: observe.leader(topo) in others, timeout, "a leader among the untouched nodes")
+    _run(topo, ["find", topo.layout(restored).pg_data_dir, "-mindepth", "1", "-delete"], f"emptying {restored}")
+    control.request_start(topo, restored)
+    observe.wait_healthy(topo, timeout=timeout)

@@ -274,6 +274,16 @@ def test_rewind_in_place_to_a_time_then_every_node_follows(backup_lab: Topology,
         rewind.rewind(backup_lab, RestoreSpec("time", too_late))
     assert observe.leader(backup_lab) == lead
 
+    # A restore that fails after every node stopped (no such restore point) is rolled back.
+    sql(backup_lab, "CREATE TABLE survives_a_failed_rewind AS SELECT generate_series(1, 7) AS id")
+    with pytest.raises(LabError, match="rolled back"):
+        rewind.rewind(backup_lab, RestoreSpec("name", "no-such-restore-point"), timeout=300)
+    assert observe.leader(backup_lab) not in (None, lead)  # an untouched node took over
+    for n in backup_lab.pg_names:
+        with connect(backup_lab, backup_lab.node_dsn(n)) as c:
+            assert c.execute("SELECT count(*) FROM survives_a_failed_rewind").fetchone() == (7,), n
+    lead = observe.leader(backup_lab)
+
     sql(backup_lab, "CREATE TABLE kept (id int PRIMARY KEY)")
     sql(backup_lab, "INSERT INTO kept SELECT generate_series(1, 300)")
     time.sleep(1.5)
@@ -284,7 +294,7 @@ def test_rewind_in_place_to_a_time_then_every_node_follows(backup_lab: Topology,
     timeline_before = int(backup.superuser_sql(backup_lab, lead, "SELECT timeline_id FROM pg_control_checkpoint()"))
     backup.wait_archived(backup_lab)
 
-    done = rewind.rewind(backup_lab, RestoreSpec("time", target))
+    done = rewind.rewind(backup_lab, RestoreSpec("time", target), timeout=300)
     assert done.restored_on == lead == observe.leader(backup_lab)
     assert done.timeline > timeline_before
     for n in backup_lab.pg_names:  # the replicas were re-created from the rewound node
