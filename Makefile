@@ -10,8 +10,8 @@ help: ## list targets
 setup: ## install distribution packages, venvs and the lab user (idempotent)
 	bash scripts/setup.sh
 
-lab: setup ## THE main command: set up, then bring the lab up and validate it
-	$(PY) -m lab --stack $(STACK) up
+lab: setup ## THE main command: set up, then bring the lab up (with backups and monitoring) and validate it
+	$(PY) -m lab --stack $(STACK) up --backup
 
 down: ## stop the lab (every process it started)
 	$(PY) -m lab --stack $(STACK) down
