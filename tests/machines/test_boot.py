@@ -1,20 +1,27 @@
 """Every node of the dev stack booted from its exact rendered user-data in systemd-nspawn
-containers, the deploy's validation over SSH through the bastion, then ``down`` leaves
-nothing behind. Skips (with the reason) where the host cannot run containers."""
+containers, with backups on (``up --backup``: the repository on the tier's SeaweedFS as
+OVH Object Storage), the deploy's validation over SSH through the bastion, the backups
+the nodes take themselves, then ``down`` leaves nothing behind. Skips (with the reason)
+where the host cannot run containers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from cloud_init.backup import TEXTFILE, TIMERS
 from machines import cluster as c
 from machines.net import netns_exists
+from pgha.backup import PGBACKREST, stanza
+from pgha.target import Target
 
 pytestmark = pytest.mark.machines
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,15 +54,17 @@ def test_up_validate_down() -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="pgha-machines-test-"))
     m = c.open_machines(STACK, run_dir)
     try:
-        up = _cli(run_dir, "up")
+        up = _cli(run_dir, "up", "--backup")
         assert up.returncode == 0, f"up failed:\n{up.stdout}\n{up.stderr}"
         assert "validated after" in up.stdout
         for node in ("etcd1", "etcd2", "etcd3", "pg1", "pg2", "pg3"):
             assert f"PASS  {node}" in up.stdout, up.stdout
         st = _cli(run_dir, "status", timeout=120)
-        assert st.returncode == 0, st.stdout + st.stderr
         assert st.stdout.count("primary/running") == 1, st.stdout
         assert st.stdout.count("replica/") == 2, st.stdout
+        assert st.returncode == 0, st.stdout + st.stderr
+        leader = next(line.split()[0] for line in st.stdout.splitlines() if "primary/running" in line)
+        _check_backups(run_dir, leader)
         who = _cli(run_dir, "ssh", "pg1", "--", "hostname", timeout=60)
         assert who.stdout.strip() == "pgha-dev-pg1", who.stdout + who.stderr
         # The host key the render installed is the only one, and it is pinned: pg1 pinned
@@ -84,3 +93,80 @@ def test_up_validate_down() -> None:
     assert left == [], left
     assert not netns_exists(f"pgha-{STACK}")
     assert not any(netns_exists(s.netns) for s in m.specs)
+
+
+def _ssh(run_dir: Path, node: str, cmd: str) -> str:
+    r = _cli(run_dir, "ssh", node, "--", cmd, timeout=300)
+    assert r.returncode == 0, f"{node}: {cmd}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def _check_backups(run_dir: Path, leader: str) -> None:
+    """The booted nodes' own backups against the tier's S3 server: the stanza their
+    post-bootstrap made, the timers active, a full backup by the job the watch timer runs,
+    WAL archived after pg_switch_wal(), the node check, file modes and the textfile metrics."""
+    m = c.open_machines(STACK, run_dir)
+    assert m.settings.backup.enabled
+    pg_nodes = [n.name for n in m.settings.plan.patroni]
+    replica = next(n for n in pg_nodes if n != leader)
+    layout = Target.vm(m.settings).layout(m.settings.plan.node(leader))
+    info = f"sudo -u postgres {PGBACKREST} --config={layout.pgbackrest_conf} --stanza={stanza(m.settings)} --output=json info"
+    textfile_dir = Target.vm(m.settings).monitoring.textfile_dir
+    psql = "sudo -u postgres psql -XAtq -d postgres -c"
+
+    out = _ssh(
+        run_dir,
+        leader,
+        f"stat -c '%a %U:%G' {layout.pgbackrest_conf}; systemctl is-active {' '.join(TIMERS)}; {info}",
+    ).splitlines()
+    assert out[0] == "640 root:postgres", out  # the repository's keys and passphrase
+    assert out[1:4] == ["active"] * 3, out  # started at first boot, not only enabled
+    status = json.loads(out[4])[0]["status"]
+    assert status["code"] in (0, 2), status  # 2: "no valid backups": the stanza exists (post-bootstrap)
+
+    # The unit the watch timer runs, on every node (the leader acts, every node writes its
+    # metrics from the repository as it finds it: the leader first, so the others see its backup).
+    for node in sorted(pg_nodes, key=lambda n: n != leader):
+        _ssh(run_dir, node, "sudo systemctl start pgha-backup@watch.service")
+    stanzas = json.loads(_ssh(run_dir, replica, info))  # any node reads the repository
+    assert stanzas[0]["status"]["code"] == 0, stanzas
+    assert [b["type"] for b in stanzas[0]["backup"]] == ["full"], stanzas
+
+    # WAL archiving: the segment pg_switch_wal() closes reaches the repository, no failure.
+    failed = _ssh(run_dir, leader, f'{psql} "SELECT failed_count FROM pg_stat_archiver"').strip()
+    assert failed == "0", failed
+    segment = _ssh(
+        run_dir,
+        leader,
+        f'{psql} "CREATE TABLE machines_probe (); DROP TABLE machines_probe; SELECT pg_walfile_name(pg_switch_wal())"',
+    ).strip()
+    deadline = time.monotonic() + 120
+    while True:
+        row = _ssh(run_dir, leader, f'{psql} "SELECT last_archived_wal, failed_count FROM pg_stat_archiver"')
+        last, failed = row.strip().split("|")
+        if last >= segment or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert last >= segment, (segment, row)
+    assert failed == "0", row
+
+    # The node check (what the deploy's validation runs) after all that: `up` again validates.
+    again = _cli(run_dir, "up", timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "archiving OK" in again.stdout, again.stdout
+
+    # node-exporter's textfile directory: Debian's package makes it 0755 root:root; the
+    # rendered runcmd gives it to group postgres, sticky; the jobs' metrics are there.
+    now = time.time()
+    for node in pg_nodes:
+        lines = _ssh(
+            run_dir,
+            node,
+            f"stat -c '%a %U:%G' {textfile_dir}; sudo -u postgres test -w {textfile_dir} && echo writable;"
+            f" stat -c '%U' {textfile_dir}/{TEXTFILE}; cat {textfile_dir}/{TEXTFILE}",
+        ).splitlines()
+        assert lines[:3] == ["1775 root:postgres", "writable", "postgres"], (node, lines)
+        stamp = next(x for x in lines if x.startswith("pgha_backup_last_success_timestamp_seconds{"))
+        assert stamp.startswith('pgha_backup_last_success_timestamp_seconds{type="full"} '), stamp
+        assert now - 600 < float(stamp.split()[-1]) <= now + 5, (stamp, now)
+        assert "pgha_archive_failing 0" in lines, lines
