@@ -21,7 +21,7 @@ import time
 from pgha.settings import SettingsError
 
 from . import cluster as c
-from . import qemu
+from . import qemu, s3
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -40,6 +40,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             return 2
         m.specs = [s for s in m.specs if s.name in wanted]
+    if m.settings.backup.enabled and s3.prerequisites():
+        print("machines cannot run backups here:\n  " + "\n  ".join(s3.prerequisites()), file=sys.stderr)
+        return 2
     vms = vm_nodes(m, args.backend, args.vms)
     if isinstance(vms, str):
         print(vms, file=sys.stderr)

@@ -58,6 +58,15 @@ HOSTS_TEMPLATE = "etc/cloud/templates/hosts.debian.tmpl"
 HOSTS_MARK = "# pgha machines (not user-data): the stack's Object Storage endpoint is this host's SeaweedFS"
 
 
+def prerequisites() -> list[str]:
+    """What this host lacks to run the object storage (empty: good to go)."""
+    try:
+        lab_s3.weed_binary()
+    except LabError as e:
+        return [str(e)]
+    return []
+
+
 def storage_dir(run_dir: Path) -> Path:
     return lab_s3.storage_dir(run_dir)
 
