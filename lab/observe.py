@@ -272,12 +272,30 @@ class Progress:
         return f"etcd {self.etcd_healthy}/{self.etcd_total} healthy | leader: {lead} | replicas streaming {self.streaming}/{self.replicas}{sync}"
 
 
+def replica_streams(topo: Topology, name: str) -> bool:
+    """The node's own REST API says its server runs and streams from the primary."""
+    code, body = rest(topo, name, "/patroni")
+    return (
+        code == 200
+        and isinstance(body, dict)
+        and body.get("state") == "running"
+        and body.get("replication_state") == "streaming"
+    )
+
+
 def progress(topo: Topology) -> Progress:
     health = etcd_health(topo)
     c = cluster(topo) or {}
     members = c.get("members", [])
     lead = [m["name"] for m in members if m.get("role") == "leader"]
-    streaming = [m for m in members if m.get("role") != "leader" and m.get("state") == "streaming"]
+    # The member list comes from the DCS and can lag a node by a loop: a replica that was just
+    # rebuilt may still be listed as streaming while its server is starting. Count it only when
+    # the node itself says so.
+    streaming = [
+        m
+        for m in members
+        if m.get("role") != "leader" and m.get("state") == "streaming" and replica_streams(topo, m["name"])
+    ]
     sync = any(m.get("role") in ("sync_standby", "quorum_standby") for m in members)
     return Progress(
         sum(health.values()),

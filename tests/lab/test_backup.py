@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from lab import backup, control, observe
+from lab import backup, control, monitoring, observe
 from lab.errors import LabError
 from lab.topology import Topology, scratch_dir
 
@@ -68,6 +69,19 @@ def test_full_backup_runs_on_the_leader_only(backup_lab: Topology, full_backup: 
     backups = backup.info(backup_lab)["backup"]
     assert [b["type"] for b in backups] == ["full"]
     assert backup.info(backup_lab)["cipher"] == "aes-256-cbc"
+
+
+def test_backup_metrics_reach_prometheus(backup_lab: Topology, full_backup: object) -> None:
+    """The job's textfile metrics, through the real node-exporter, in the real Prometheus: the
+    last backup's stop time as the repository has it, and archiving not failing."""
+    assert monitoring.enabled(backup_lab), "the dev stack monitors; this lab must too"
+    last = int(max(b["timestamp"]["stop"] for b in backup.info(backup_lab)["backup"]))
+    wait_for(
+        lambda: [v for _, v in monitoring.query(backup_lab, "pgha_backup_last_success_timestamp_seconds")] == [last],
+        timeout=60,
+        what="Prometheus to hold the last backup's time",
+    )
+    assert [v for _, v in monitoring.query(backup_lab, "pgha_archive_failing")] == [0]
 
 
 def test_restore_to_a_time_brings_the_dropped_table_back(backup_lab: Topology, full_backup: object) -> None:
@@ -189,19 +203,26 @@ def test_replica_rebuilt_from_the_repository_while_the_primary_serves_writes(
             timeout=300,
             what=f"{replica} rebuilt with the pgbackrest method",
         )
+        # Created is not started: wait for the rebuilt server itself to stream, not for the
+        # member list, which can still show the replica's state from before the rebuild.
+        wait_for(lambda: observe.replica_streams(backup_lab, replica), timeout=180, what=f"{replica} streaming")
         observe.wait_healthy(backup_lab, timeout=180)
     finally:
         stop.set()
         t.join(10)
+    assert not t.is_alive(), "the writer is stuck in an INSERT"
     assert count[0] > 0
     replica_dsn = backup_lab.node_dsn(replica)
-    wait_for(
-        lambda: (
-            connect(backup_lab, replica_dsn).execute("SELECT count(*) FROM while_rebuilding").fetchone() == (count[0],)
-        ),
-        timeout=60,
-        what="the rebuilt replica to have every row",
-    )
+
+    def rows_on_replica() -> int | None:
+        try:
+            with connect(backup_lab, replica_dsn) as c:
+                row = c.execute("SELECT count(*) FROM while_rebuilding").fetchone()
+        except psycopg.OperationalError:  # a restart between the checks above and this one
+            return None
+        return row[0] if row else None
+
+    wait_for(lambda: rows_on_replica() == count[0], timeout=60, what="the rebuilt replica to have every row")
 
 
 def test_after_a_failover_archiving_continues_and_the_watch_job_backs_up(
