@@ -271,11 +271,12 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
         m.save()
     log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")
     if backup:
+        t0 = time.monotonic()
         try:
             s3.wait_bucket(m.run_dir, m.net, m.settings)
         except RuntimeError as e:
             raise MachinesError(f"object storage: {e}") from e
-        log(f"object storage: bucket {m.settings.backup.bucket} created")
+        log(f"object storage: bucket {m.settings.backup.bucket} created ({time.monotonic() - t0:.1f}s)")
 
 
 def start_node(m: Machines, spec: NodeSpec, vm_image: qemu.VmImage | None = None) -> int:
