@@ -201,7 +201,7 @@ def is_ours(pid: int | None, run_dir: Path) -> bool:
 
 
 def stop(pid: int | None, run_dir: Path, name: str, grace: float = 5) -> str:
-    """SIGTERM, SIGKILL after ``grace`` s (weed often needs more than 15 s to exit; its data is thrown
+    """SIGTERM, SIGKILL after ``grace`` s (weed did not exit within 15 s of a SIGTERM here; its data is thrown
     away with the run); only when the pid is still this run's weed."""
     if not is_ours(pid, run_dir):
         return "not running"
