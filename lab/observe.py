@@ -337,7 +337,7 @@ def wait_healthy(topo: Topology, timeout: float = 120, show: bool = False) -> fl
 # ------------------------------------------------------------------ validation
 
 
-def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_as_user(cmd: list[str], timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     kw: dict[str, Any] = {}
     if os.geteuid() == 0:
         user = run_user()
@@ -348,7 +348,9 @@ def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProc
         "ETCDCTL_API": "3",
         "HOME": tempfile.gettempdir(),
     }
-    return subprocess.run(check=False, args=cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run(
+        check=False, args=cmd, capture_output=True, text=True, timeout=timeout, env=env, input=stdin, **kw
+    )
 
 
 @dataclass

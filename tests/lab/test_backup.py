@@ -5,6 +5,7 @@ directory on its own prefix, bootstrapped by Patroni from the first lab's reposi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -18,9 +19,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lab import backup, control, monitoring, observe
+from lab import backup, control, monitoring, observe, rewind
 from lab.errors import LabError
 from lab.topology import Topology, scratch_dir
+from pgha.backup import RestoreSpec
 
 from .conftest import FAILED, PREFIXES, connect, lab_fixture, wait_for
 
@@ -259,3 +261,38 @@ def test_repository_config_is_readable_by_the_node_user_only(backup_lab: Topolog
         conf = Path(backup_lab.layout(n).pgbackrest_conf)
         assert oct(conf.stat().st_mode & 0o777) == "0o640"
         assert backup_lab.backup_secrets().cipher_pass in conf.read_text()
+
+
+# Last in the module: it rewrites the shared lab's history.
+def test_rewind_in_place_to_a_time_then_every_node_follows(backup_lab: Topology, full_backup: object) -> None:
+    """docs/backups.md's in-place rewind, scripted (lab/rewind.py): the cluster keeps its
+    addresses, the data is as it was at T, every node streams on the new timeline, and the
+    repository holds a backup of that timeline."""
+    too_late = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(sep=" ")
+    lead = observe.leader(backup_lab)
+    with pytest.raises(LabError, match=r"rewind refused, nothing changed: .* after the end of the archive"):
+        rewind.rewind(backup_lab, RestoreSpec("time", too_late))
+    assert observe.leader(backup_lab) == lead
+
+    sql(backup_lab, "CREATE TABLE kept (id int PRIMARY KEY)")
+    sql(backup_lab, "INSERT INTO kept SELECT generate_series(1, 300)")
+    time.sleep(1.5)
+    target = str(sql(backup_lab, "SELECT clock_timestamp()")[0][0])
+    time.sleep(1.5)
+    sql(backup_lab, "DROP TABLE kept")
+    sql(backup_lab, "CREATE TABLE written_after_target (id int)")
+    timeline_before = int(backup.superuser_sql(backup_lab, lead, "SELECT timeline_id FROM pg_control_checkpoint()"))
+    backup.wait_archived(backup_lab)
+
+    done = rewind.rewind(backup_lab, RestoreSpec("time", target))
+    assert done.restored_on == lead == observe.leader(backup_lab)
+    assert done.timeline > timeline_before
+    for n in backup_lab.pg_names:  # the replicas were re-created from the rewound node
+        dsn = backup_lab.node_dsn(n)
+        with connect(backup_lab, dsn) as c:
+            assert c.execute("SELECT count(*) FROM kept").fetchone() == (300,), n
+            assert c.execute("SELECT to_regclass('written_after_target') IS NULL").fetchone() == (True,), n
+    wal = backup.wait_archived(backup_lab)
+    assert int(wal[:8], 16) >= done.timeline, f"archiving did not continue on the new timeline: {wal}"
+    last = backup.info(backup_lab)["backup"][-1]
+    assert (last["type"], int(last["archive"]["start"][:8], 16)) == ("full", done.timeline)
