@@ -323,6 +323,7 @@ def render_patroni_node(
         ["systemctl", "restart", *monitoring.exporter_units(node)],
         ["systemctl", "enable", "pgha-cert-expiry.timer"],
         ["systemctl", "start", "--no-block", "pgha-cert-expiry.timer"],
+        *([["systemctl", "start", "--no-block", *backup.TIMERS]] if settings.backup.enabled else []),
         ["systemctl", "enable", "pgha-patroni.service"],
         ["systemctl", "start", "--no-block", "pgha-patroni.service"],
     ]

@@ -153,7 +153,8 @@ def request(
     """One SigV4-signed S3 request (no body) to the lab's S3 server: (status, body); 0 when unreachable."""
     now = dt.datetime.now(dt.UTC)
     amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-    host = f"{storage.endpoint}:{storage.port}"
+    # SigV4 signs the Host header as sent: without the port when it is HTTPS's default.
+    host = storage.endpoint if storage.port == 443 else f"{storage.endpoint}:{storage.port}"
     empty = hashlib.sha256(b"").hexdigest()
     headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": amz_date}
     signed = ";".join(sorted(headers))

@@ -2,14 +2,16 @@
 Debian 12 systems on this host (systemd-nspawn containers, or qemu VMs, with systemd and
 cloud-init 22.4 reading a NoCloud seed), then the deploy's own validation over real SSH.
 
-    python -m machines [--stack dev] [--name N] up [--backend qemu | --vms pg1] | status | down
+    python -m machines [--stack dev] [--name N] up [--backend qemu | --vms pg1 | --backup] | status | down
                                                 | ssh NODE | logs | drill SCENARIO...
 
 Backend and layout: image.py (cached mmdebstrap rootfs), spec.py (names, addresses,
 network design), seed.py (NoCloud meta-data / network-config), render.py (THE render
 call site), net.py (namespaces, bridge, NAT), nodes.py (overlay, data disk, nspawn),
 qemu.py (the VM backend: image, disks, seed ISO, tap, command line), ssh.py, cluster.py
-(up/status/down/logs, per-node backend), drills.py. Details: docs/machines.md.
+(up/status/down/logs, per-node backend), drills.py, s3.py (``up --backup``: a SeaweedFS
+on the host answering for OVH Object Storage; its names and CA go into the nodes' roots,
+never into the user-data). Details: docs/machines.md.
 
 What a container cannot show, and what the VM backend (qemu.py: ``up --backend qemu``
 or ``--vms NODES``) shows instead (THE list, as in docs/machines.md; everything else is

@@ -21,7 +21,7 @@ import time
 from pgha.settings import SettingsError
 
 from . import cluster as c
-from . import qemu
+from . import qemu, s3
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if problems:
         print("machines cannot run here:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
-    m = c.open_machines(args.stack, args.run_dir, args.name)
+    m = c.open_machines(args.stack, args.run_dir, args.name, backup=args.backup)
     if args.nodes:
         wanted = args.nodes.split(",")
         unknown = sorted(set(wanted) - {s.name for s in m.specs})
@@ -40,6 +40,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             )
             return 2
         m.specs = [s for s in m.specs if s.name in wanted]
+    if m.settings.backup.enabled and s3.prerequisites():
+        print("machines cannot run backups here:\n  " + "\n  ".join(s3.prerequisites()), file=sys.stderr)
+        return 2
     vms = vm_nodes(m, args.backend, args.vms)
     if isinstance(vms, str):
         print(vms, file=sys.stderr)
@@ -56,12 +59,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     if m.running():
         print(f"machines {m.stack} already running in {m.run_dir}; validating")
+        if args.backup and not m.state.get("backup"):
+            print("  (--backup ignored: these machines were booted without backups; down, then up --backup)")
     else:
         if m.state:
             print("cleaning up a previous run that is no longer running")
             c.down(m, log=lambda s: None)
             specs = m.specs
-            m = c.open_machines(args.stack, args.run_dir, args.name)
+            m = c.open_machines(args.stack, args.run_dir, args.name, backup=args.backup)
             m.specs = specs
         c.boot(m, exact=args.exact, vms=vms, accel=args.accel)
     try:
@@ -183,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         help="nspawn: containers (default, fast); qemu: every node but the bastion as a full VM (see docs/machines.md)",
     )
     up.add_argument("--vms", help="these nodes as qemu VMs, the rest as containers, e.g. --vms pg1")
+    up.add_argument(
+        "--backup",
+        action="store_true",
+        help="backups on (backup.enabled): pgBackRest on the Patroni nodes, the object storage a SeaweedFS"
+        " server on this host (containers only; see docs/machines.md)",
+    )
     up.add_argument(
         "--accel",
         choices=("auto", "kvm", "tcg"),

@@ -21,7 +21,7 @@ from lab.topology import new_passwords
 from pgha.secrets import Passwords
 from pgha.settings import Settings
 
-from . import image, net, nodes, qemu, render, seed, ssh
+from . import image, net, nodes, qemu, render, s3, seed, ssh
 from .spec import NodeSpec, StackNet, machine_name, node_specs, stack_net
 
 RUN_ROOT = Path(os.environ.get("PGHA_MACHINES_RUN", "/var/lib/pgha-machines"))
@@ -114,14 +114,17 @@ class Machines:
         return any(self.is_up(s.name) for s in self.specs)
 
 
-def open_machines(stack: str, run_dir: Path | None = None, name: str | None = None) -> Machines:
+def open_machines(stack: str, run_dir: Path | None = None, name: str | None = None, backup: bool = False) -> Machines:
     """``name``: the machines' instance name (default: the stack's, or the one the run dir
     was booted with): namespaces, hostnames, machine names and the default run dir derive
-    from it, so a second copy of a stack can run beside another (``--name``)."""
+    from it, so a second copy of a stack can run beside another (``--name``).
+    ``backup``: backups on (``up --backup``, machines/s3.py); a run booted so keeps them."""
     run_dir = run_dir or RUN_ROOT / (name or stack)
     state = json.loads((run_dir / "state.json").read_text()) if (run_dir / "state.json").exists() else {}
     name = name or state.get("name") or stack
     settings = render.load_settings(stack)
+    if backup or state.get("backup"):
+        settings = render.load_settings(stack, overrides=s3.overrides(replace(settings, stack=name)))
     if name != stack:
         settings = replace(settings, stack=name)
     m = Machines(stack=stack, run_dir=run_dir, settings=settings, net=stack_net(settings), specs=node_specs(settings))
@@ -158,6 +161,12 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
     ``vms``: nodes booted as qemu VMs (the rest are containers); a VM always boots the
     stack's settings as they are (it has a kernel watchdog)."""
     vms = vms or set()
+    backup = m.settings.backup.enabled
+    if backup and vms:
+        raise MachinesError(
+            "backups (--backup) run on containers only: a VM's root cannot be given the object storage's"
+            " host names and CA before it boots; drop --vms/--backend qemu"
+        )
     base = image.build(log=log)
     vm_image = vm_accel = None
     if vms:
@@ -177,7 +186,8 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
     # Host keys generated here and pinned by SSH, as the stack generates and the deploy pins them.
     host_keys = {spec.name: render.new_host_key() for spec in m.specs}
     ca = render.new_ca(settings)
-    user_data, ca_pem = render.render_nodes(container, passwords, host_keys, ca)
+    backup_secrets, storage_ca = s3.prepare(m.run_dir, m.net, settings) if backup else (None, "")
+    user_data, ca_pem = render.render_nodes(container, passwords, host_keys, ca, backup_secrets)
     if vms:
         user_data.update(
             {n: u for n, u in render.render_nodes(settings, passwords, host_keys, ca)[0].items() if n in vms}
@@ -205,9 +215,18 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
         "started": time.time(),
         "container_overrides": not exact,
         "accel": vm_accel,
+        "backup": backup,
     }
     m.state["ip_forward_before"] = net.setup(m.net)
     m.save()
+    if backup:
+        m.state["s3"] = {"pid": s3.start(m.run_dir, m.net, m.settings)}
+        m.save()
+        names = " ".join(s3.host_names(m.settings))
+        log(
+            f"object storage (outside the user-data, machines/s3.py): SeaweedFS on {m.net.uplink_host_ip}:{s3.S3_PORT}"
+            f" for {names}, bucket {m.settings.backup.bucket}"
+        )
     nameservers = seed.host_nameservers(Path("/etc/resolv.conf").read_text())
     run_id = f"{int(time.time())}"
     for spec in m.specs:
@@ -231,6 +250,8 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
         else:
             net.add_node(m.net, spec)
             nodes.prepare(p, base, image.apt_cache_dir())
+            if backup and spec.role == "patroni":
+                s3.install_into_root(p.root, m.net, m.settings, storage_ca)
             nodes.write_seed(p, *files)
             if vol:
                 loop = nodes.attach_data_disk(p, m.settings.patroni.volume_size_gb)
@@ -249,6 +270,13 @@ def boot(m: Machines, log: Log = print, exact: bool = False, vms: set[str] | Non
         m.state["nodes"][spec.name]["pid"] = start_node(m, spec, vm_image)
         m.save()
     log(f"started {len(m.specs)} nodes: {', '.join(f'{s.name}={m.pid(s.name)}' for s in m.specs)}")
+    if backup:
+        t0 = time.monotonic()
+        try:
+            s3.wait_bucket(m.run_dir, m.net, m.settings)
+        except RuntimeError as e:
+            raise MachinesError(f"object storage: {e}") from e
+        log(f"object storage: bucket {m.settings.backup.bucket} created ({time.monotonic() - t0:.1f}s)")
 
 
 def start_node(m: Machines, spec: NodeSpec, vm_image: qemu.VmImage | None = None) -> int:
@@ -511,7 +539,7 @@ def leftovers(m: Machines) -> list[str]:
             continue
         if "systemd-nspawn" in cmd and prefix in cmd:
             out.append(f"process {pid} {cmd[:80]}")
-    return out + qemu.our_processes(m.settings.stack)
+    return out + qemu.our_processes(m.settings.stack) + s3.leftovers(m.run_dir)
 
 
 def stop_node(m: Machines, node: str) -> str:
@@ -531,6 +559,11 @@ def down(m: Machines, log: Log = print, keep_logs: bool = True) -> list[str]:
             log(f"  {name}: {what}")
     for s in m.specs:
         nodes.remove_cgroups(m.machine(s.name))
+    what = s3.stop((m.state.get("s3") or {}).get("pid"), m.run_dir, m.settings.stack)
+    if what != "not running":
+        log(f"  object storage: {what}")
+    if s3.storage_dir(m.run_dir).exists() and not s3.leftovers(m.run_dir):
+        shutil.rmtree(s3.storage_dir(m.run_dir), ignore_errors=True)  # a new `up` makes a new key, CA and bucket
     if m.state.get("nodes"):
         save_debs(m)
     for mp in sorted(nodes.mounts_under(m.run_dir) if m.run_dir.exists() else [], key=len, reverse=True):

@@ -15,6 +15,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -22,8 +23,8 @@ from cloud_init.bastion import render_bastion
 from cloud_init.render import render_cluster
 from lab.pki import LabCA
 from lab.topology import new_passwords
-from pgha.secrets import EtcdNodeSecrets, Passwords, PatroniNodeSecrets, SshHostKey
-from pgha.settings import Settings, load_stack_file
+from pgha.secrets import BackupSecrets, EtcdNodeSecrets, Passwords, PatroniNodeSecrets, SshHostKey
+from pgha.settings import Settings, load, load_stack_file, sections_from_stack_yaml
 from pgha.target import Target
 
 from .nodes import volume_id
@@ -31,8 +32,15 @@ from .nodes import volume_id
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_settings(stack: str, root: Path = ROOT) -> Settings:
-    return load_stack_file(stack, root)
+def load_settings(stack: str, root: Path = ROOT, overrides: dict[str, dict[str, object]] | None = None) -> Settings:
+    """The stack file's settings; ``overrides`` (section -> key -> value, ``up --backup``)
+    merged over its sections and validated like the stack file itself."""
+    if not overrides:
+        return load_stack_file(stack, root)
+    raw = sections_from_stack_yaml(yaml.safe_load((root / f"Pulumi.{stack}.yaml").read_text()))
+    for section, values in overrides.items():
+        raw[section] = {**(raw.get(section) or {}), **values}
+    return load(stack, raw)
 
 
 def deploy_key(path: Path) -> tuple[str, str]:
@@ -100,12 +108,14 @@ def render_nodes(
     passwords: Passwords | None = None,
     host_keys: dict[str, SshHostKey] | None = None,
     ca: LabCA | None = None,
+    backup: BackupSecrets | None = None,
 ) -> tuple[dict[str, str], str]:
     """({node name: user-data}, CA certificate PEM) for every etcd member and Patroni node,
     plus ``"bastion"`` when the stack has one. ``passwords``: fresh random ones by default
     (``boot`` makes them first and keeps them in the run dir for the drills). ``ca``: a
     fresh one by default; ``boot`` passes one when it renders twice (containers with
-    CONTAINER_OVERRIDES, VMs without) so every node trusts the same CA."""
+    CONTAINER_OVERRIDES, VMs without) so every node trusts the same CA. ``backup``: the
+    repository's credentials (backup.enabled; the tier's S3 server's, machines/s3.py)."""
     plan = settings.plan
     target = Target.vm(settings, volume_ids={n.name: volume_id(n.name, settings.stack) for n in plan.patroni})
     ca = ca or new_ca(settings)
@@ -119,6 +129,7 @@ def render_nodes(
             ca.issue(f"{n.name}-etcd-client", target.cert_sans(n), server=False),
             passwords,
             host_key=keys.get(n.name),
+            backup=backup,
         )
         for n in plan.patroni
     }

@@ -114,6 +114,18 @@ def test_timers_run_on_every_node_with_the_configured_calendars() -> None:
         assert node.file("/pgha-backup").content == (NODE_SCRIPTS / "backup.py").read_text()
 
 
+def test_timers_are_started_at_first_boot_not_only_enabled() -> None:
+    """Found by booting (machines tier, `up --backup`): cloud-init's runcmd runs after
+    timers.target is reached, so `systemctl enable` alone left the three timers inactive
+    until a reboot: no stanza retry, no first full backup, no schedule."""
+    s = settings()
+    t = Target.vm(s)
+    runcmd = yaml.safe_load(render_patroni_node(s, t, t.plan.patroni[0], secrets()).user_data)["runcmd"]
+    start = ["systemctl", "start", "--no-block", *TIMERS]
+    assert start in runcmd
+    assert runcmd.index(start) > runcmd.index(["systemctl", "daemon-reload"])
+
+
 def test_stanza_created_after_bootstrap_best_effort() -> None:
     script = render(settings()).file("/pgha-post-bootstrap").content
     assert "/usr/local/sbin/pgha-backup --config /etc/pgha/backup.json stanza --bootstrap ||" in script
