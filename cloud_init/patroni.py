@@ -254,7 +254,7 @@ def render_patroni_node(
             raise ValueError(
                 f"{name}: backup.enabled is on but no repository credentials were given (PatroniNodeSecrets.backup)"
             )
-        files += backup.node_files(settings, target, node, secrets.backup)
+        files += backup.node_files(settings, target, node, secrets.backup, restore)
     if layout.watchdog and pg.watchdog != "off":
         files.append(
             NodeFile(

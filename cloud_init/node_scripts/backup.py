@@ -11,7 +11,9 @@
 #                   Every run (any node, leader or not) then writes node-exporter's textfile metrics
 #                   (backup.json "textfile"): the last backup's stop time, archiving failing (leader).
 #   stanza          stanza-create on the leader (--bootstrap: on this node, which Patroni is bootstrapping)
-#   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster)
+#   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster);
+#                   with --pgbackrest-config/--stanza: from ANOTHER stack's repository (backup.restore_from),
+#                   read through its own config (restore-from.conf), checked readable first
 #   status          JSON: leader or not, last backup, pg_stat_archiver, WAL segments waiting
 import argparse
 import json
@@ -221,10 +223,44 @@ def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
     return rc
 
 
-def cmd_restore(cfg: dict[str, Any], repo_path: str, options: list[str]) -> int:
+#: What an operator checks when the source repository cannot be read (backup.restore_from).
+SOURCE_HINT = (
+    "check backup.restore_from.bucket/region/stanza/repo_path and the source's passphrase "
+    "(pgha-restore-from:cipherPass), and that this stack's S3 user may read the source bucket"
+)
+
+
+def source_problem(cfg: dict[str, Any]) -> str | None:
+    """Why the source repository cannot be restored from (unreadable, wrong passphrase, no backup), or None."""
+    p = pgbackrest(cfg, "--output=json", "info", capture=True)
+    if p.returncode != 0:
+        why = (p.stderr.strip() or p.stdout.strip()).splitlines()
+        return f"cannot read the source repository (exit {p.returncode}: {' '.join(why)[-600:]})"
+    try:
+        stanzas = json.loads(p.stdout or "[]")
+    except ValueError:
+        return "pgbackrest info printed no JSON"
+    st = stanzas[0] if stanzas else {}
+    if not st.get("backup"):
+        status = (st.get("status") or {}).get("message") or "no such stanza"
+        return f"the source repository has no backup of stanza {cfg['stanza']} ({status})"
+    return None
+
+
+def cmd_restore(cfg: dict[str, Any], repo_path: str | None, options: list[str]) -> int:
     os.makedirs(cfg["data_dir"], mode=0o700, exist_ok=True)
-    log(f"restoring stanza {cfg['stanza']} from {repo_path} into {cfg['data_dir']}: {' '.join(options)}")
-    return pgbackrest(cfg, "--repo1-path=" + repo_path, "--delta", *options, "restore").returncode
+    where = repo_path or cfg["pgbackrest_conf"]
+    log(f"restoring stanza {cfg['stanza']} from {where} into {cfg['data_dir']}: {' '.join(options)}")
+    if repo_path is None:  # another stack's repository: say clearly when it cannot be read
+        problem = source_problem(cfg)
+        if problem:
+            log(f"restore FAILED: {problem}; {SOURCE_HINT}")
+            return 1
+    repo = ["--repo1-path=" + repo_path] if repo_path else []
+    rc = pgbackrest(cfg, *repo, "--delta", *options, "restore").returncode
+    if rc != 0:
+        log(f"restore FAILED (pgbackrest restore exit {rc}); see the pgBackRest log (log-path of {where})")
+    return rc
 
 
 def cmd_status(cfg: dict[str, Any]) -> int:
@@ -268,7 +304,10 @@ def main() -> int:
     st.add_argument("--bootstrap", action="store_true", help="this node is bootstrapping the cluster")
     st.add_argument("patroni_args", nargs="*", help=argparse.SUPPRESS)  # post_bootstrap appends a connstring
     rs = sub.add_parser("restore")
-    rs.add_argument("--repo-path", required=True)
+    rs_from = rs.add_mutually_exclusive_group(required=True)
+    rs_from.add_argument("--repo-path", help="another path of this cluster's repository (lab restore)")
+    rs_from.add_argument("--pgbackrest-config", help="another stack's repository: its pgBackRest config")
+    rs.add_argument("--stanza", help="the source's stanza (with --pgbackrest-config)")
     sub.add_parser("status")
     args, extra = ap.parse_known_args()
     if extra and args.cmd != "restore":
@@ -280,6 +319,8 @@ def main() -> int:
     if args.cmd == "stanza":
         return cmd_stanza(cfg, args.bootstrap)
     if args.cmd == "restore":
+        if args.pgbackrest_config:
+            cfg = {**cfg, "pgbackrest_conf": args.pgbackrest_config, "stanza": args.stanza or cfg["stanza"]}
         return cmd_restore(cfg, args.repo_path, extra)
     return cmd_status(cfg)
 
