@@ -168,6 +168,7 @@ def restore_from_conf(
     options = [
         *_repo_options(s3, s3.bucket, secrets, secrets.restore_from_cipher_pass),
         ("process-max", settings.backup.process_max),
+        ("spool-path", layout.pgbackrest_spool),  # restore clears the stanza's archive queue there
         ("log-path", layout.pgbackrest_log),
         ("lock-path", layout.pgbackrest_lock),
         ("log-level-console", "warn"),
@@ -203,6 +204,16 @@ def replica_method(settings: Settings, layout: Layout) -> dict[str, Any]:
     return {"command": f"{pgbackrest_cmd(settings, layout)} --delta restore", "keep_data": True, "no_params": True}
 
 
+def restore_spec(settings: Settings, restore: RestoreSpec | None) -> RestoreSpec | None:
+    """The restore this render bootstraps from: ``restore`` (lab restore), else backup.restore_from."""
+    return restore if restore is not None else restore_from(settings)
+
+
+def restore_sql_path(layout: Layout) -> str:
+    """The post_bootstrap SQL of a restored cluster (cloud_init/patroni.py renders it)."""
+    return f"{layout.etc_dir}/restore-bootstrap.sql"
+
+
 def restore_bootstrap(settings: Settings, layout: Layout, spec: RestoreSpec) -> dict[str, Any]:
     """``bootstrap.method``: the new cluster's first primary restores ``spec`` from the
     repository (pgha-backup makes the data directory first), then PostgreSQL replays
@@ -215,9 +226,9 @@ def restore_bootstrap(settings: Settings, layout: Layout, spec: RestoreSpec) -> 
     return {
         "method": "pgbackrest",
         "pgbackrest": {"command": shlex.join(cmd), "keep_existing_recovery_conf": True, "no_params": True},
-        # The roles and the application database come with the data: only the stanza of
-        # this cluster's own repository path is created.
-        "post_bootstrap": f"{script_path(layout)} --config {config_path(layout)} stanza --bootstrap",
+        # The roles and the application database come with the data: the application role
+        # takes this stack's password, then the stanza of this cluster's own repository.
+        "post_bootstrap": f"{layout.bin_dir}/pgha-post-bootstrap {restore_sql_path(layout)}",
     }
 
 
@@ -226,7 +237,7 @@ def apply_to_patroni(
 ) -> None:
     """Add archiving, restore_command and the replica methods to a node's patroni.yml dict;
     the custom bootstrap of ``restore``, else of ``backup.restore_from``."""
-    restore = restore if restore is not None else restore_from(settings)
+    restore = restore_spec(settings, restore)
     pgc = config["postgresql"]
     pgc["parameters"].update(patroni_parameters(settings, layout))
     pgc["recovery_conf"] = {"restore_command": restore_command(settings, layout)}
@@ -300,7 +311,7 @@ def node_files(
 ) -> list[NodeFile]:
     layout = target.layout(node)
     group = layout.pg_os_user
-    spec = restore if restore is not None else restore_from(settings)
+    spec = restore_spec(settings, restore)
     source = []
     if spec is not None and spec.bucket is not None:
         source.append(

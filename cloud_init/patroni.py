@@ -186,8 +186,27 @@ def render_patroni_node(
         app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
         monitor_user=monitoring.MONITOR_USER,
     )
+    restoring = backup.restore_spec(settings, restore) if settings.backup.enabled else None
+    restore_sql = (
+        [
+            NodeFile(
+                backup.restore_sql_path(layout),
+                tpl(
+                    "patroni/restore-bootstrap.sql.j2",
+                    app_user=pg.app_user,
+                    app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
+                    monitor_user=monitoring.MONITOR_USER,
+                ),
+                mode="0600",
+                owner=owner,
+            )
+        ]
+        if restoring
+        else []
+    )
     patroni_bin = f"{layout.patroni_venv}/bin/patroni"
     files = [
+        *restore_sql,
         NodeFile(
             f"{layout.etc_dir}/patroni.yml",
             "# Patroni config, rendered by cloud_init/patroni.py\n" + dump_yaml(config),

@@ -18,6 +18,7 @@
 import argparse
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -57,7 +58,8 @@ def is_leader(cfg: dict[str, Any]) -> bool:
 
 def pgbackrest(cfg: dict[str, Any], *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
     cmd = [cfg["pgbackrest"], "--config=" + cfg["pgbackrest_conf"], "--stanza=" + cfg["stanza"], *args]
-    return subprocess.run(cmd, check=False, text=True, capture_output=capture)
+    # errors="replace": pgBackRest may echo undecryptable bytes (a wrong passphrase) in its messages.
+    return subprocess.run(cmd, check=False, text=True, errors="replace", capture_output=capture)
 
 
 def info(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -225,26 +227,34 @@ def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
 
 #: What an operator checks when the source repository cannot be read (backup.restore_from).
 SOURCE_HINT = (
-    "check backup.restore_from.bucket/region/stanza/repo_path and the source's passphrase "
-    "(pgha-restore-from:cipherPass), and that this stack's S3 user may read the source bucket"
+    "check the source's passphrase (pgha-restore-from:cipherPass), backup.restore_from.bucket/region/"
+    "stanza/repo_path, and that this stack's S3 user may read the source bucket"
 )
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """One line of plain ASCII (a wrong passphrase makes pgBackRest echo decrypted garbage)."""
+    return re.sub(r"[^\x20-\x7e]+", " ", text).strip()[:limit]
 
 
 def source_problem(cfg: dict[str, Any]) -> str | None:
     """Why the source repository cannot be restored from (unreadable, wrong passphrase, no backup), or None."""
     p = pgbackrest(cfg, "--output=json", "info", capture=True)
-    if p.returncode != 0:
-        why = (p.stderr.strip() or p.stdout.strip()).splitlines()
-        return f"cannot read the source repository (exit {p.returncode}: {' '.join(why)[-600:]})"
     try:
-        stanzas = json.loads(p.stdout or "[]")
+        stanzas = json.loads(p.stdout or "[]", strict=False)  # control characters inside messages
     except ValueError:
-        return "pgbackrest info printed no JSON"
+        stanzas = None
+    if p.returncode != 0 or not isinstance(stanzas, list):
+        why = printable(p.stderr or p.stdout)
+        return f"cannot read the source repository: {SOURCE_HINT}; pgBackRest (exit {p.returncode}): {why}"
     st = stanzas[0] if stanzas else {}
-    if not st.get("backup"):
-        status = (st.get("status") or {}).get("message") or "no such stanza"
-        return f"the source repository has no backup of stanza {cfg['stanza']} ({status})"
-    return None
+    if st.get("backup"):
+        return None
+    # A wrong passphrase decrypts backup.info into garbage: "FormatError: key/value found outside of section".
+    repo = (st.get("repo") or [{}])[0].get("status") or {}
+    why = printable(repo.get("message") or (st.get("status") or {}).get("message") or "no such stanza", 1000)
+    why = re.sub(r"(key/value found outside of section).*", r"\1 (it decrypts to garbage: a wrong passphrase)", why)
+    return f"cannot read the source repository, or it has no backup of stanza {cfg['stanza']}: {SOURCE_HINT}; pgBackRest: {why}"
 
 
 def cmd_restore(cfg: dict[str, Any], repo_path: str | None, options: list[str]) -> int:
@@ -254,7 +264,7 @@ def cmd_restore(cfg: dict[str, Any], repo_path: str | None, options: list[str]) 
     if repo_path is None:  # another stack's repository: say clearly when it cannot be read
         problem = source_problem(cfg)
         if problem:
-            log(f"restore FAILED: {problem}; {SOURCE_HINT}")
+            log(f"restore FAILED: {problem}")
             return 1
     repo = ["--repo1-path=" + repo_path] if repo_path else []
     rc = pgbackrest(cfg, *repo, "--delta", *options, "restore").returncode

@@ -141,8 +141,12 @@ def test_bootstrap_restores_from_the_source_config_with_no_secret_on_a_command_l
     assert "--pgbackrest-config=/etc/pgbackrest/restore-from.conf" in argv
     assert "--stanza=pgha-prod" in argv
     assert argv[-3:] == ["--type=name", "--target=before-migration", "--target-action=promote"]
-    # post_bootstrap: the NEW repository's stanza (the steady-state config).
-    assert boot["post_bootstrap"] == "/usr/local/sbin/pgha-backup --config /etc/pgha/backup.json stanza --bootstrap"
+    # post_bootstrap: this stack's application password, then the NEW repository's stanza.
+    assert boot["post_bootstrap"] == "/usr/local/sbin/pgha-post-bootstrap /etc/pgha/restore-bootstrap.sql"
+    sql = files["/etc/pgha/restore-bootstrap.sql"]
+    assert sql.mode == "0600"
+    assert "ALTER ROLE app LOGIN PASSWORD 'SCRAM-SHA-256$4096:" in sql.content
+    assert fake_passwords().app not in sql.content
     # Replicas and restarts read this cluster's own repository.
     assert "restore-from" not in patroni["postgresql"]["recovery_conf"]["restore_command"]
     everything = "\n".join(f.content for p, f in files.items() if p != "/etc/pgbackrest/restore-from.conf")
@@ -158,3 +162,40 @@ def test_no_restore_from_no_source_file() -> None:
     files = render(load("prod", with_(ON)), BackupSecrets("AKEY", "SKEY", "OWN"))
     assert "/etc/pgbackrest/restore-from.conf" not in files
     assert "method" not in yaml.safe_load(files["/etc/pgha/patroni.yml"].content)["bootstrap"]
+
+
+#: ``pgbackrest info --output=json`` of a source read with a wrong passphrase (pgBackRest 2.45): exit 0,
+#: the decrypted garbage as raw control characters inside the message.
+WRONG_PASSPHRASE_INFO = (
+    '[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"pgha","repo":[{"cipher":"aes-256-cbc",'
+    '"key":1,"status":{"code":99,"message":"[FormatError] unable to load info file \'/src/backup/pgha/backup.info\''
+    " or '/src/backup/pgha/backup.info.copy':\\nFormatError: key/value found outside of section at line 1: \x0b\x91r\x1f"
+    '"}}],"status":{"code":99,"lock":{"backup":{"held":false}},"message":"other"}}]'
+)
+GOOD_INFO = '[{"backup":[{"label":"20261127-235147F"}],"name":"pgha","status":{"code":0,"message":"ok"}}]'
+
+
+@pytest.mark.parametrize(
+    "rc,stdout,expected",
+    [
+        (0, WRONG_PASSPHRASE_INFO, "key/value found outside of section (it decrypts to garbage: a wrong passphrase)"),
+        (0, '[{"name":"pgha","status":{"code":1,"message":"missing stanza path"}}]', "missing stanza path"),
+        (82, "", "pgBackRest (exit 82): [082]: unable to connect"),
+        (0, GOOD_INFO, None),
+    ],
+)
+def test_node_script_says_why_the_source_cannot_be_read(rc: int, stdout: str, expected: str | None) -> None:
+    import subprocess
+
+    from tests.unit.test_backup_metrics import load_script
+
+    script = load_script("backup")
+    stderr = "[082]: unable to connect" if rc else ""
+    script.pgbackrest = lambda cfg, *a, capture=False: subprocess.CompletedProcess([], rc, stdout, stderr)  # type: ignore[attr-defined]
+    problem = script.source_problem({"stanza": "pgha"})
+    if expected is None:
+        assert problem is None
+    else:
+        assert "pgha-restore-from:cipherPass" in problem
+        assert expected in problem
+        assert problem.isprintable()
