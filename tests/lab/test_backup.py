@@ -293,6 +293,15 @@ def test_new_stack_restores_from_another_stacks_bucket(backup_lab: Topology, ful
             assert "restore-from.conf" not in backup.superuser_sql(r, n, "SHOW restore_command")
         auto = Path(r.layout(lead).pg_data_dir) / "postgresql.auto.conf"
         assert "restore-from.conf" not in backup.superuser_sql(r, lead, f"SELECT pg_read_file('{auto}')")
+        # A roll of the leader (its data volume kept) never restores again: Patroni bootstraps
+        # only a cluster its DCS does not know, and this one is initialized.
+        control.signal_node(r, lead, signal.SIGTERM, postgres=False)
+        wait_for(lambda: not (control.pid_of(r, lead) or control.postmaster_of(r, lead)), 90, f"{lead} stopped")
+        control.request_start(r, lead)
+        observe.wait_healthy(r, timeout=180)
+        boots = [observe.log_since(r, n, 0).count("Running custom bootstrap script") for n in r.pg_names]
+        assert sum(boots) == 1, boots
+        assert sql(r, "SELECT count(*) FROM rf_before") == [(300,)]
     finally:
         control.stop(r)
         if not FAILED:
