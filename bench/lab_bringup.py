@@ -11,46 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import descendants, pss_kib, summary
 from lab import control, observe, rundir
 from lab.topology import load_topology, scratch_dir
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if not p.name.isdigit():
-            continue
-        try:
-            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        for ch in children.get(pid, []):
-            out.append(ch)
-            todo.append(ch)
-    return out
-
-
-def pss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def one_run(stack: str, run_dir: Path, prefix: str) -> tuple[float, float]:
@@ -71,10 +40,6 @@ def one_run(stack: str, run_dir: Path, prefix: str) -> tuple[float, float]:
     finally:
         control.stop(topo)
         shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def summary(name: str, xs: list[float], unit: str) -> str:
-    return f"{name}: min {min(xs):.1f}{unit}  median {statistics.median(xs):.1f}{unit}  max {max(xs):.1f}{unit}  (n={len(xs)})"
 
 
 def main() -> int:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import sys
 import time
 import urllib.parse
@@ -29,24 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import pss_kib, summary
 from lab import control, monitoring, observe, rundir
 from lab.drills import faults
 from lab.topology import Topology, load_topology, scratch_dir
 
 POLL = 0.2
-
-
-def pss_kib(pids: list[int]) -> int:
-    """Proportional set size of these processes, summed (as bench/lab_bringup.py measures)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -145,10 +132,6 @@ def scrape_cost(topo: Topology, window: float = 20.0) -> dict[str, float]:
     for r in query(topo, "avg by (job) (scrape_samples_scraped)"):
         out[f"samples per target job={r['metric']['job']}"] = float(r["value"][1])
     return out
-
-
-def summary(name: str, xs: list[float], unit: str) -> str:
-    return f"{name}: min {min(xs):.1f}{unit}  median {statistics.median(xs):.1f}{unit}  max {max(xs):.1f}{unit}  (n={len(xs)})"
 
 
 def main() -> int:

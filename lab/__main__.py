@@ -12,6 +12,7 @@ start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
 backup      a pgBackRest backup (up --backup starts the lab with backups and its S3 server)
 restore     a NEW lab restored from this lab's repository: --to latest|TIME, --xid, --name; --into DIR
             (--bucket NEW: as a new OVH stack with backup.restore_from, into a bucket of its own)
+rewind      THIS lab's cluster rewound in place: --to TIME | --xid | --name, --yes
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from pgha.backup import RestoreSpec
 from pgha.settings import SettingsError
 
-from . import backup, control, errors, observe, rundir
+from . import backup, control, errors, observe, rewind, rundir
 from .topology import Topology, default_prefix, default_run_dir, load_topology
 
 #: stack and prefix: the flag, else its environment variable, else a default.
@@ -150,6 +152,26 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rewind(args: argparse.Namespace) -> int:
+    topo = _topo(args)
+    kind, value = ("xid", args.xid) if args.xid else ("name", args.name) if args.name else ("time", args.to)
+    if kind == "time":
+        value = backup.parse_time(value).isoformat(sep=" ")
+    if not args.yes:
+        print(
+            f"rewinding {topo.run_dir} in place to {kind} {value} loses everything after it: add --yes", file=sys.stderr
+        )
+        return 2
+    t0 = time.monotonic()
+    done = rewind.rewind(topo, RestoreSpec(kind, value), timeout=args.timeout)
+    print(
+        f"rewound to {kind} {value} in {time.monotonic() - t0:.1f}s: {done.restored_on} restored, timeline "
+        f"{done.timeline}; the way back is restore point {done.way_back!r} (python -m lab restore --name ...)"
+    )
+    print(observe.status_table(topo))
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args)
     if not rundir.lab_file(run_dir).exists():
@@ -268,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         "--bucket",
         help="restore as a new OVH stack does (backup.restore_from): its own bucket BUCKET, passphrase and passwords",
     )
+    rw = sub.add_parser("rewind", help="rewind THIS lab's cluster in place to a point in time (the runbook)")
+    target = rw.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", help="a time with its offset, e.g. '2026-11-27 20:15:00+00:00'")
+    target.add_argument("--xid", help="a transaction id")
+    target.add_argument("--name", help="a restore point (pg_create_restore_point)")
+    rw.add_argument("--yes", action="store_true", help="everything after the target is lost: say so")
+    rw.add_argument("--timeout", type=float, default=900)
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--clean", action="store_true", help="also remove the run directory")
     sw = sub.add_parser("switchover", help="planned switchover")
@@ -315,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "rotate-certs": cmd_rotate_certs,
         "backup": cmd_backup,
         "restore": cmd_restore,
+        "rewind": cmd_rewind,
     }
     try:
         return handlers[args.cmd](args)

@@ -38,7 +38,7 @@ LAB_OVERRIDES: dict[str, Any] = {"backup": {"enabled": True, "bucket": "pgha-lab
 WAL_RE = re.compile(r"(^|/)([0-9A-F]{24})-[0-9a-f]{40}(\.\w+)?$")
 
 
-def _require(topo: Topology) -> None:
+def require(topo: Topology) -> None:
     if not topo.settings.backup.enabled:
         raise LabError("backups are off in this lab: start it with `python -m lab up --backup` (or backup.enabled)")
 
@@ -51,7 +51,7 @@ def node_script(topo: Topology, node: str, *args: str, timeout: float = 3600) ->
 
 def run_job(topo: Topology, job: str) -> dict[str, subprocess.CompletedProcess[str]]:
     """``pgha-backup run JOB`` on every node, as the timers do; raises if any node failed."""
-    _require(topo)
+    require(topo)
     out = {n: node_script(topo, n, "run", job) for n in topo.pg_names}
     failed = {n: p for n, p in out.items() if p.returncode != 0}
     if failed:
@@ -172,7 +172,7 @@ def status_lines(topo: Topology) -> list[str]:
 def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeout: float = 600) -> Topology:
     """A new lab in ``into`` on ``prefix``, restored from ``src``'s repository to ``kind``/``value``
     (pgha.backup.TARGET_KINDS)."""
-    _require(src)
+    require(src)
     if not control.running(src):
         raise LabError(f"the source lab in {src.run_dir} is not running (its S3 server holds the repository)")
     if into.exists() and any(into.iterdir()):
@@ -220,7 +220,7 @@ def restore_from_bucket(
     ``kind``/``value`` through restore-from.conf with the source's passphrase
     (``source_cipher_pass``, default: the right one). Nothing is checked beforehand but the
     settings, as on OVH; a failed restore is stopped and its run directory set aside."""
-    _require(src)
+    require(src)
     if not control.running(src):
         raise LabError(f"the source lab in {src.run_dir} is not running (its S3 server holds the repository)")
     if into.exists() and any(into.iterdir()):

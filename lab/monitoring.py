@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,12 @@ def metric_names(topo: Topology) -> set[str]:
     """Every metric name Prometheus has ingested from the lab's endpoints."""
     names: list[str] = _get(f"{prometheus_url(topo)}/api/v1/label/__name__/values")["data"]
     return set(names)
+
+
+def query(topo: Topology, expr: str) -> list[tuple[dict[str, str], float]]:
+    """An instant PromQL query: (labels, value) per series."""
+    url = f"{prometheus_url(topo)}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    return [(r["metric"], float(r["value"][1])) for r in _get(url)["data"]["result"]]
 
 
 def active_alerts(topo: Topology) -> list[dict[str, Any]]:

@@ -272,12 +272,30 @@ class Progress:
         return f"etcd {self.etcd_healthy}/{self.etcd_total} healthy | leader: {lead} | replicas streaming {self.streaming}/{self.replicas}{sync}"
 
 
+def replica_streams(topo: Topology, name: str) -> bool:
+    """The node's own REST API says its server runs and streams from the primary."""
+    code, body = rest(topo, name, "/patroni")
+    return (
+        code == 200
+        and isinstance(body, dict)
+        and body.get("state") == "running"
+        and body.get("replication_state") == "streaming"
+    )
+
+
 def progress(topo: Topology) -> Progress:
     health = etcd_health(topo)
     c = cluster(topo) or {}
     members = c.get("members", [])
     lead = [m["name"] for m in members if m.get("role") == "leader"]
-    streaming = [m for m in members if m.get("role") != "leader" and m.get("state") == "streaming"]
+    # The member list comes from the DCS and can lag a node by a loop: a replica that was just
+    # rebuilt may still be listed as streaming while its server is starting. Count it only when
+    # the node itself says so.
+    streaming = [
+        m
+        for m in members
+        if m.get("role") != "leader" and m.get("state") == "streaming" and replica_streams(topo, m["name"])
+    ]
     sync = any(m.get("role") in ("sync_standby", "quorum_standby") for m in members)
     return Progress(
         sum(health.values()),
@@ -319,7 +337,7 @@ def wait_healthy(topo: Topology, timeout: float = 120, show: bool = False) -> fl
 # ------------------------------------------------------------------ validation
 
 
-def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_as_user(cmd: list[str], timeout: float = 60, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     kw: dict[str, Any] = {}
     if os.geteuid() == 0:
         user = run_user()
@@ -330,7 +348,9 @@ def run_as_user(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProc
         "ETCDCTL_API": "3",
         "HOME": tempfile.gettempdir(),
     }
-    return subprocess.run(check=False, args=cmd, capture_output=True, text=True, timeout=timeout, env=env, **kw)
+    return subprocess.run(
+        check=False, args=cmd, capture_output=True, text=True, timeout=timeout, env=env, input=stdin, **kw
+    )
 
 
 @dataclass

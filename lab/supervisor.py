@@ -52,6 +52,21 @@ def alive(pid: int | None) -> bool:
         return False
 
 
+def live_children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` and that are not zombies, from /proc."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            kids.append(int(d.name))
+    return kids
+
+
 def _port_open(ip: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -162,7 +177,9 @@ class Supervisor:
         return [p for p in pids if alive(p)]
 
     def stop_group(self, names: list[str]) -> None:
-        pids = self._pids_of_group(names)
+        self.stop_pids(self._pids_of_group(names))
+
+    def stop_pids(self, pids: list[int]) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -185,8 +202,15 @@ class Supervisor:
         self.stop_group(["haproxy"])
         self.stop_group(self.topo.etcd_names)
         self.stop_group(["s3"])
-        # Anything else left in our subtree (orphans reparented to us).
-        self.reap()
+        # Anything else still our child: orphans reparented to us, the subreaper. Stopping a
+        # Patroni node stops its `sh -c "pgha-check-etcd ... && exec patroni"`, not a check
+        # still waiting for etcd, which would wait forever once etcd is gone.
+        # Their own children come back to us when they die: a few rounds.
+        for _ in range(3):
+            kids = live_children(os.getpid())
+            if not kids:
+                break
+            self.stop_pids(kids)
 
     def validate_configs(self) -> None:
         """``patroni --validate-config`` on each rendered patroni.yml. It needs etcd
@@ -216,6 +240,20 @@ class Supervisor:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         (self.run_dir / "ctl").mkdir(exist_ok=True)
+        try:
+            self.start_all()
+            while not self.stopping:
+                self.reap()
+                self.serve_requests()
+                time.sleep(0.1)
+        finally:  # also when a start fails: nothing started stays behind
+            self.stop_all()
+            netcut.heal(self.topo)
+            netcut.cleanup(self.topo)
+            self.state_path().unlink(missing_ok=True)
+        return 0
+
+    def start_all(self) -> None:
         for n in self.topo.etcd_names:
             self.start(n)
         if self.topo.owns_storage:
@@ -230,15 +268,6 @@ class Supervisor:
         self.start("haproxy")
         for n in monitoring.names(self.topo):
             self.start(n)
-        while not self.stopping:
-            self.reap()
-            self.serve_requests()
-            time.sleep(0.1)
-        self.stop_all()
-        netcut.heal(self.topo)
-        netcut.cleanup(self.topo)
-        self.state_path().unlink(missing_ok=True)
-        return 0
 
 
 def main(stack: str, run_dir: str, prefix: str) -> int:

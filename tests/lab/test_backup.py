@@ -5,6 +5,7 @@ directory on its own prefix, bootstrapped by Patroni from the first lab's reposi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import signal
@@ -15,12 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from lab import backup, control, observe, s3
+from lab import backup, control, monitoring, observe, rewind, s3
 from lab.errors import LabError
 from lab.topology import Topology, scratch_dir
-from pgha.backup import stanza
+from pgha.backup import RestoreSpec, stanza
 
 from .conftest import FAILED, PREFIXES, connect, lab_fixture, wait_for
 
@@ -69,6 +71,19 @@ def test_full_backup_runs_on_the_leader_only(backup_lab: Topology, full_backup: 
     backups = backup.info(backup_lab)["backup"]
     assert [b["type"] for b in backups] == ["full"]
     assert backup.info(backup_lab)["cipher"] == "aes-256-cbc"
+
+
+def test_backup_metrics_reach_prometheus(backup_lab: Topology, full_backup: object) -> None:
+    """The job's textfile metrics, through the real node-exporter, in the real Prometheus: the
+    last backup's stop time as the repository has it, and archiving not failing."""
+    assert monitoring.enabled(backup_lab), "the dev stack monitors; this lab must too"
+    last = int(max(b["timestamp"]["stop"] for b in backup.info(backup_lab)["backup"]))
+    wait_for(
+        lambda: [v for _, v in monitoring.query(backup_lab, "pgha_backup_last_success_timestamp_seconds")] == [last],
+        timeout=60,
+        what="Prometheus to hold the last backup's time",
+    )
+    assert [v for _, v in monitoring.query(backup_lab, "pgha_archive_failing")] == [0]
 
 
 def test_restore_to_a_time_brings_the_dropped_table_back(backup_lab: Topology, full_backup: object) -> None:
@@ -190,19 +205,26 @@ def test_replica_rebuilt_from_the_repository_while_the_primary_serves_writes(
             timeout=300,
             what=f"{replica} rebuilt with the pgbackrest method",
         )
+        # Created is not started: wait for the rebuilt server itself to stream, not for the
+        # member list, which can still show the replica's state from before the rebuild.
+        wait_for(lambda: observe.replica_streams(backup_lab, replica), timeout=180, what=f"{replica} streaming")
         observe.wait_healthy(backup_lab, timeout=180)
     finally:
         stop.set()
         t.join(10)
+    assert not t.is_alive(), "the writer is stuck in an INSERT"
     assert count[0] > 0
     replica_dsn = backup_lab.node_dsn(replica)
-    wait_for(
-        lambda: (
-            connect(backup_lab, replica_dsn).execute("SELECT count(*) FROM while_rebuilding").fetchone() == (count[0],)
-        ),
-        timeout=60,
-        what="the rebuilt replica to have every row",
-    )
+
+    def rows_on_replica() -> int | None:
+        try:
+            with connect(backup_lab, replica_dsn) as c:
+                row = c.execute("SELECT count(*) FROM while_rebuilding").fetchone()
+        except psycopg.OperationalError:  # a restart between the checks above and this one
+            return None
+        return row[0] if row else None
+
+    wait_for(lambda: rows_on_replica() == count[0], timeout=60, what="the rebuilt replica to have every row")
 
 
 def test_after_a_failover_archiving_continues_and_the_watch_job_backs_up(
@@ -313,3 +335,38 @@ def test_new_stack_restores_from_another_stacks_bucket(backup_lab: Topology, ful
     added = sorted(set(after) - set(before))
     own_wal = f"{src_storage.repo_path.strip('/')}/archive/{stanza(backup_lab.settings)}/"
     assert [k for k in added if not (k.lstrip("/").startswith(own_wal) and f"/{source_tl:08X}" in k)] == []
+
+
+# Last in the module: it rewrites the shared lab's history.
+def test_rewind_in_place_to_a_time_then_every_node_follows(backup_lab: Topology, full_backup: object) -> None:
+    """docs/backups.md's in-place rewind, scripted (lab/rewind.py): the cluster keeps its
+    addresses, the data is as it was at T, every node streams on the new timeline, and the
+    repository holds a backup of that timeline."""
+    too_late = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(sep=" ")
+    lead = observe.leader(backup_lab)
+    with pytest.raises(LabError, match=r"rewind refused, nothing changed: .* after the end of the archive"):
+        rewind.rewind(backup_lab, RestoreSpec("time", too_late))
+    assert observe.leader(backup_lab) == lead
+
+    sql(backup_lab, "CREATE TABLE kept (id int PRIMARY KEY)")
+    sql(backup_lab, "INSERT INTO kept SELECT generate_series(1, 300)")
+    time.sleep(1.5)
+    target = str(sql(backup_lab, "SELECT clock_timestamp()")[0][0])
+    time.sleep(1.5)
+    sql(backup_lab, "DROP TABLE kept")
+    sql(backup_lab, "CREATE TABLE written_after_target (id int)")
+    timeline_before = int(backup.superuser_sql(backup_lab, lead, "SELECT timeline_id FROM pg_control_checkpoint()"))
+    backup.wait_archived(backup_lab)
+
+    done = rewind.rewind(backup_lab, RestoreSpec("time", target))
+    assert done.restored_on == lead == observe.leader(backup_lab)
+    assert done.timeline > timeline_before
+    for n in backup_lab.pg_names:  # the replicas were re-created from the rewound node
+        dsn = backup_lab.node_dsn(n)
+        with connect(backup_lab, dsn) as c:
+            assert c.execute("SELECT count(*) FROM kept").fetchone() == (300,), n
+            assert c.execute("SELECT to_regclass('written_after_target') IS NULL").fetchone() == (True,), n
+    wal = backup.wait_archived(backup_lab)
+    assert int(wal[:8], 16) >= done.timeline, f"archiving did not continue on the new timeline: {wal}"
+    last = backup.info(backup_lab)["backup"][-1]
+    assert (last["type"], int(last["archive"]["start"][:8], 16)) == ("full", done.timeline)

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.lab
 
 monitor_lab = lab_fixture("monitor", "prod", scope="module")
 
-#: Textfile metrics the lab does not produce, with why (everything else must be exposed).
+#: Textfile metrics this lab does not produce, with why (everything else must be exposed). This
+#: lab's stack has no backups; the backup lab checks those in Prometheus (test_backup.py).
 NOT_IN_THE_LAB = {
     name: why
     for name, (_, why, _) in TEXTFILE_METRICS.items()
