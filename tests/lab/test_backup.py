@@ -317,9 +317,10 @@ def test_new_stack_restores_from_another_stacks_bucket(backup_lab: Topology, ful
         assert "restore-from.conf" not in backup.superuser_sql(r, lead, f"SELECT pg_read_file('{auto}')")
         # A roll of the leader (its data volume kept) never restores again: Patroni bootstraps
         # only a cluster its DCS does not know, and this one is initialized.
+        old_pid = control.pid_of(r, lead)
         control.signal_node(r, lead, signal.SIGTERM, postgres=False)
         wait_for(lambda: not (control.pid_of(r, lead) or control.postmaster_of(r, lead)), 90, f"{lead} stopped")
-        control.request_start(r, lead)
+        assert control.request_start(r, lead) != old_pid
         observe.wait_healthy(r, timeout=180)
         boots = [observe.log_since(r, n, 0).count("Running custom bootstrap script") for n in r.pg_names]
         assert sum(boots) == 1, boots
