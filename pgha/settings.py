@@ -325,7 +325,8 @@ def _restore_name(value: str) -> str | None:
 @dataclass(frozen=True)
 class RestoreFromSettings:
     bucket: str = setting(
-        "the SOURCE stack's backup.bucket: bootstrap this NEW cluster from its repository (empty: an empty cluster)",
+        "the SOURCE stack's backup.bucket: bootstrap this NEW cluster from its repository (empty: an empty cluster;"
+        " its passphrase: secret pgha-restore-from:cipherPass)",
         "",
         check=_bucket,
     )
