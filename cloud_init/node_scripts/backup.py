@@ -16,6 +16,7 @@
 #                   read through its own config (restore-from.conf), checked readable first
 #   status          JSON: leader or not, last backup, pg_stat_archiver, WAL segments waiting
 import argparse
+import datetime
 import json
 import os
 import re
@@ -237,8 +238,9 @@ def printable(text: str, limit: int = 300) -> str:
     return re.sub(r"[^\x20-\x7e]+", " ", text).strip()[:limit]
 
 
-def source_problem(cfg: dict[str, Any]) -> str | None:
-    """Why the source repository cannot be restored from (unreadable, wrong passphrase, no backup), or None."""
+def source_problem(cfg: dict[str, Any], options: tuple[str, ...] = ()) -> str | None:
+    """Why the source repository cannot be restored from (unreadable, wrong passphrase, no backup,
+    a target time before the oldest backup ended), or None."""
     p = pgbackrest(cfg, "--output=json", "info", capture=True)
     try:
         stanzas = json.loads(p.stdout or "[]", strict=False)  # control characters inside messages
@@ -249,7 +251,7 @@ def source_problem(cfg: dict[str, Any]) -> str | None:
         return f"cannot read the source repository: {SOURCE_HINT}; pgBackRest (exit {p.returncode}): {why}"
     st = stanzas[0] if stanzas else {}
     if st.get("backup"):
-        return None
+        return target_problem(st["backup"], options)
     # A wrong passphrase decrypts backup.info into garbage: "FormatError: key/value found outside of section".
     repo = (st.get("repo") or [{}])[0].get("status") or {}
     why = printable(repo.get("message") or (st.get("status") or {}).get("message") or "no such stanza", 1000)
@@ -257,12 +259,33 @@ def source_problem(cfg: dict[str, Any]) -> str | None:
     return f"cannot read the source repository, or it has no backup of stanza {cfg['stanza']}: {SOURCE_HINT}; pgBackRest: {why}"
 
 
+def target_problem(backups: list[dict[str, Any]], options: tuple[str, ...]) -> str | None:
+    """A time target before the oldest backup ended cannot be reached (PostgreSQL would stop at a
+    later point, or refuse): say so before anything is restored. After the end of the archive,
+    PostgreSQL itself stops the replay ("recovery ended before configured recovery target")."""
+    opts = dict(o.split("=", 1) for o in options if o.startswith("--") and "=" in o)
+    if opts.get("--type") != "time" or "--target" not in opts:
+        return None
+    try:
+        target = datetime.datetime.fromisoformat(opts["--target"]).timestamp()
+    except ValueError:
+        return f"restore target {opts['--target']!r} is not an ISO 8601 time with its offset"
+    oldest = min(float(b["timestamp"]["stop"]) for b in backups)
+    if target < oldest:
+        ended = datetime.datetime.fromtimestamp(oldest, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return (
+            f"restore target {opts['--target']} is before the oldest backup ended ({ended}), the "
+            "earliest point the source repository can restore to: choose a later time (backup.restore_from.time)"
+        )
+    return None
+
+
 def cmd_restore(cfg: dict[str, Any], repo_path: str | None, options: list[str]) -> int:
     os.makedirs(cfg["data_dir"], mode=0o700, exist_ok=True)
     where = repo_path or cfg["pgbackrest_conf"]
     log(f"restoring stanza {cfg['stanza']} from {where} into {cfg['data_dir']}: {' '.join(options)}")
     if repo_path is None:  # another stack's repository: say clearly when it cannot be read
-        problem = source_problem(cfg)
+        problem = source_problem(cfg, tuple(options))
         if problem:
             log(f"restore FAILED: {problem}")
             return 1

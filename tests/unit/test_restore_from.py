@@ -199,3 +199,26 @@ def test_node_script_says_why_the_source_cannot_be_read(rc: int, stdout: str, ex
         assert "pgha-restore-from:cipherPass" in problem
         assert expected in problem
         assert problem.isprintable()
+
+
+@pytest.mark.parametrize(
+    "options,expected",
+    [
+        (("--type=time", "--target=2026-11-27 20:00:00+00:00", "--target-action=promote"), "before the oldest backup"),
+        (("--type=time", "--target=2026-11-27 23:00:00+00:00", "--target-action=promote"), None),
+        (("--type=default",), None),
+        (("--type=xid", "--target=1234", "--target-action=promote"), None),
+    ],
+)
+def test_node_script_refuses_a_time_before_the_oldest_backup(options: tuple[str, ...], expected: str | None) -> None:
+    from tests.unit.test_backup_metrics import load_script
+
+    script = load_script("backup")
+    stop = 1_795_818_000  # 2026-11-27 22:20:00 UTC
+    backups = [{"timestamp": {"stop": stop}}, {"timestamp": {"stop": stop + 3600}}]
+    problem = script.target_problem(backups, options)
+    if expected is None:
+        assert problem is None
+    else:
+        assert expected in problem
+        assert "2026-11-27 22:20:00 UTC" in problem
