@@ -48,7 +48,11 @@ etcd_place = Placement(
 )
 pg_place = replace(etcd_place, security_group_id=sg["patroni"])
 etcd = EtcdCluster("etcd", EtcdClusterArgs(s, etcd_place, pki.ca_cert, pki.etcd))
-repository = BackupRepository("backup", BackupRepositoryArgs(s, cfg.cloud_project)) if s.backup.enabled else None
+repository = (
+    BackupRepository("backup", BackupRepositoryArgs(s, cfg.cloud_project, cfg.restore_from_cipher_pass))
+    if s.backup.enabled
+    else None
+)
 patroni = PatroniCluster(
     "patroni",
     PatroniClusterArgs(s, pg_place, pki.ca_cert, pki.patroni_server, pki.patroni_etcd_client, cfg.dns_api, repository),

@@ -6,6 +6,8 @@ N runs of each measurement; prints min/median/max:
 - full backup: seconds and MB/s (database size / duration);
 - PITR into a new lab: seconds from ``lab restore`` to a healthy new cluster, MB/s, and
   PostgreSQL's own WAL replay time ("redo done ... elapsed");
+- the same PITR as a NEW OVH stack does it (``backup.restore_from``: its own bucket, the
+  source read through restore-from.conf), until healthy and its first full backup taken;
 - delta restore of a replica (Patroni reinitialize, pgbackrest method, until streaming);
 - RPO after losing all three nodes at once (SIGKILL of every Patroni and PostgreSQL,
   the S3 server survives, as Object Storage would), on a small lab of its own with the
@@ -158,7 +160,7 @@ def main() -> int:
     args = ap.parse_args()
     base = scratch_dir("pgha-bench-backup")
     raw: dict[str, list[float]] = {
-        k: [] for k in ("full_s", "full_mbs", "pitr_s", "pitr_mbs", "redo_s", "replica_s", "rpo_s")
+        k: [] for k in ("full_s", "full_mbs", "pitr_s", "pitr_mbs", "redo_s", "rf_s", "replica_s", "rpo_s")
     }
     size = 0.0
     topo = start(base / "src", args.prefix)
@@ -192,6 +194,15 @@ def main() -> int:
                 raw["redo_s"].append(redo)
             control.stop(r)
             shutil.rmtree(into, ignore_errors=True)
+            # The same target as a new OVH stack restores it (backup.restore_from): its own bucket,
+            # the source read through restore-from.conf; until healthy and its first full backup.
+            t0 = time.monotonic()
+            r = backup.restore_from_bucket(
+                topo, f"pgha-bench-rf-{i}", "time", target, into, args.restore_prefix, timeout=1800
+            )
+            raw["rf_s"].append(time.monotonic() - t0)
+            control.stop(r)
+            shutil.rmtree(into, ignore_errors=True)
             lead = observe.leader(topo)
             replica = next(n for n in topo.pg_names if n != lead)
             off = observe.log_size(topo, replica)
@@ -206,7 +217,8 @@ def main() -> int:
             raw["replica_s"].append(time.monotonic() - t0)
             save(raw, size, args.scale)
             print(
-                f"run {i + 1}: full {full:.1f}s, pitr {pitr:.1f}s (redo {redo}s), replica {raw['replica_s'][-1]:.1f}s",
+                f"run {i + 1}: full {full:.1f}s, pitr {pitr:.1f}s (redo {redo}s), restore_from {raw['rf_s'][-1]:.1f}s,"
+                f" replica {raw['replica_s'][-1]:.1f}s",
                 flush=True,
             )
     finally:
@@ -226,6 +238,7 @@ def main() -> int:
     print(f"  PITR to a healthy cluster {fmt(stats(raw['pitr_s']))}")
     print(f"  PITR throughput           {fmt(stats(raw['pitr_mbs']), 'MB/s')}")
     print(f"  PITR WAL replay (redo)    {fmt(stats(raw['redo_s']))}")
+    print(f"  PITR as a new stack (restore_from, own bucket) {fmt(stats(raw['rf_s']))}")
     print(f"  replica delta restore     {fmt(stats(raw['replica_s']))}")
     print(f"  RPO, all nodes lost       {fmt(stats(raw['rpo_s']))}")
     print(f"raw figures: {save(raw, size, args.scale)}")

@@ -15,17 +15,24 @@ What a Patroni node receives, as plain values for ``patroni.py``:
   change); the script acts only on the leader, so a failover never leaves the
   schedule dead; after every job, on every node, it writes the backup metrics into
   node-exporter's textfile directory (made group-writable for postgres, sticky);
-- with a :class:`~pgha.backup.RestoreSpec`: Patroni's custom bootstrap restoring the
-  new cluster from a repository to that target.
+- with a :class:`~pgha.backup.RestoreSpec` (``lab restore``, or ``backup.restore_from``):
+  Patroni's custom bootstrap restoring the new cluster from a repository to that target.
+  A restore from ANOTHER bucket (``backup.restore_from``) reads it through a separate
+  ``restore-from.conf`` (the source's bucket, region, path and passphrase, the same S3
+  credential), used only by the bootstrap restore and by the ``restore_command`` pgBackRest
+  writes for the replay to the target; ``pgbackrest.conf`` keeps naming this stack's bucket
+  only, so archive-push can never write into the source's history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
+from pathlib import PurePosixPath
 from typing import Any
 
-from pgha.backup import PGBACKREST, ObjectStorage, RestoreSpec, stanza, vm_object_storage
+from pgha.backup import PGBACKREST, ObjectStorage, RestoreSpec, ovh_endpoint, restore_from, stanza, vm_object_storage
 from pgha.plan import Node
 from pgha.secrets import BackupSecrets
 from pgha.settings import Settings
@@ -62,13 +69,13 @@ def pgbackrest_cmd(settings: Settings, layout: Layout) -> str:
     return f"{PGBACKREST} --config={layout.pgbackrest_conf} --stanza={stanza(settings)}"
 
 
-def pgbackrest_conf(settings: Settings, target: Target, layout: Layout, secrets: BackupSecrets) -> str:
-    """pgbackrest.conf: [global] (repository, archiving) and the stanza (this node's PostgreSQL)."""
-    bk, pg = settings.backup, settings.patroni
-    s3 = object_storage(settings, target)
+def _repo_options(
+    s3: ObjectStorage, bucket_name: str, secrets: BackupSecrets, cipher_pass: str
+) -> list[tuple[str, Any]]:
+    """repo1: an S3 repository, its credential and its passphrase."""
     repo: list[tuple[str, Any]] = [
         ("repo1-type", "s3"),
-        ("repo1-s3-bucket", bucket(settings, target)),
+        ("repo1-s3-bucket", bucket_name),
         ("repo1-s3-endpoint", s3.endpoint),
         ("repo1-s3-region", s3.region),
         ("repo1-s3-uri-style", s3.uri_style),
@@ -76,17 +83,37 @@ def pgbackrest_conf(settings: Settings, target: Target, layout: Layout, secrets:
         ("repo1-s3-key-secret", secrets.s3_secret_key),
         ("repo1-path", s3.repo_path),
         ("repo1-cipher-type", "aes-256-cbc"),
-        ("repo1-cipher-pass", secrets.cipher_pass),
+        ("repo1-cipher-pass", cipher_pass),
+    ]
+    if s3.port != 443:
+        repo.append(("repo1-storage-port", s3.port))
+    if s3.ca_file:
+        repo.append(("repo1-storage-ca-file", s3.ca_file))
+    return repo
+
+
+def _node_options(settings: Settings, layout: Layout) -> list[tuple[str, Any]]:
+    """pg1: this node's PostgreSQL (the stanza section)."""
+    return [
+        ("pg1-path", layout.pg_data_dir),
+        ("pg1-port", settings.patroni.port),
+        ("pg1-socket-path", layout.socket_dir),
+        ("pg1-user", SUPERUSER),
+    ]
+
+
+def pgbackrest_conf(settings: Settings, target: Target, layout: Layout, secrets: BackupSecrets) -> str:
+    """pgbackrest.conf: [global] (repository, archiving) and the stanza (this node's PostgreSQL)."""
+    bk = settings.backup
+    s3 = object_storage(settings, target)
+    repo = [
+        *_repo_options(s3, bucket(settings, target), secrets, secrets.cipher_pass),
         ("repo1-retention-full-type", "count"),
         ("repo1-retention-full", bk.retention_full),
         ("repo1-retention-diff", bk.retention_diff),
         # Small files (WAL of a quiet cluster, small relations) bundled: fewer S3 requests.
         ("repo1-bundle", "y"),
     ]
-    if s3.port != 443:
-        repo.append(("repo1-storage-port", s3.port))
-    if s3.ca_file:
-        repo.append(("repo1-storage-ca-file", s3.ca_file))
     options: list[tuple[str, Any]] = [
         *repo,
         ("process-max", bk.process_max),
@@ -102,16 +129,59 @@ def pgbackrest_conf(settings: Settings, target: Target, layout: Layout, secrets:
         ("log-level-console", "warn"),
         ("log-level-file", "info"),
     ]
-    node: list[tuple[str, Any]] = [
-        ("pg1-path", layout.pg_data_dir),
-        ("pg1-port", pg.port),
-        ("pg1-socket-path", layout.socket_dir),
-        ("pg1-user", SUPERUSER),
-    ]
     lines = ["# pgBackRest config, rendered by cloud_init/backup.py", "[global]"]
     lines += [f"{k}={v}" for k, v in options]
     lines += ["", f"[{stanza(settings)}]"]
-    lines += [f"{k}={v}" for k, v in node]
+    lines += [f"{k}={v}" for k, v in _node_options(settings, layout)]
+    return "\n".join(lines) + "\n"
+
+
+def restore_from_conf_path(layout: Layout) -> str:
+    """Beside pgbackrest.conf: /etc/pgbackrest/restore-from.conf on a VM."""
+    return str(PurePosixPath(layout.pgbackrest_conf).with_name("restore-from.conf"))
+
+
+def source_storage(settings: Settings, target: Target, spec: RestoreSpec) -> ObjectStorage:
+    """The source repository of ``spec`` (a restore from another bucket): OVH Object Storage
+    in the source's region on a VM; the lab's S3 server (the same server, another bucket)."""
+    assert spec.bucket is not None
+    if target.object_storage is None:
+        s3 = vm_object_storage(settings)
+        s3 = dataclasses.replace(s3, endpoint=ovh_endpoint(spec.region), region=spec.region)
+    else:
+        s3 = target.object_storage
+    return dataclasses.replace(s3, bucket=spec.bucket, repo_path=spec.repo_path)
+
+
+def restore_from_conf(
+    settings: Settings, target: Target, layout: Layout, secrets: BackupSecrets, spec: RestoreSpec
+) -> str:
+    """restore-from.conf: the SOURCE repository, read-only use (restore, archive-get while
+    replaying to the target). No retention (nothing is ever expired there), no archiving."""
+    if not secrets.restore_from_cipher_pass:
+        raise ValueError(
+            "backup.restore_from.bucket is set but the source repository's passphrase is missing: "
+            "pulumi config set --secret pgha-restore-from:cipherPass (docs/backups.md)"
+        )
+    s3 = source_storage(settings, target, spec)
+    assert s3.bucket is not None
+    options = [
+        *_repo_options(s3, s3.bucket, secrets, secrets.restore_from_cipher_pass),
+        ("process-max", settings.backup.process_max),
+        ("spool-path", layout.pgbackrest_spool),  # restore clears the stanza's archive queue there
+        ("log-path", layout.pgbackrest_log),
+        ("lock-path", layout.pgbackrest_lock),
+        ("log-level-console", "warn"),
+        ("log-level-file", "info"),
+    ]
+    lines = [
+        "# pgBackRest config of the SOURCE repository (backup.restore_from), rendered by cloud_init/backup.py:",
+        "# read by the bootstrap restore and the replay to the target only; archiving uses pgbackrest.conf",
+        "[global]",
+    ]
+    lines += [f"{k}={v}" for k, v in options]
+    lines += ["", f"[{spec.stanza}]"]
+    lines += [f"{k}={v}" for k, v in _node_options(settings, layout)]
     return "\n".join(lines) + "\n"
 
 
@@ -134,31 +204,40 @@ def replica_method(settings: Settings, layout: Layout) -> dict[str, Any]:
     return {"command": f"{pgbackrest_cmd(settings, layout)} --delta restore", "keep_data": True, "no_params": True}
 
 
+def restore_spec(settings: Settings, restore: RestoreSpec | None) -> RestoreSpec | None:
+    """The restore this render bootstraps from: ``restore`` (lab restore), else backup.restore_from."""
+    return restore if restore is not None else restore_from(settings)
+
+
+def restore_sql_path(layout: Layout) -> str:
+    """The post_bootstrap SQL of a restored cluster (cloud_init/patroni.py renders it)."""
+    return f"{layout.etc_dir}/restore-bootstrap.sql"
+
+
 def restore_bootstrap(settings: Settings, layout: Layout, spec: RestoreSpec) -> dict[str, Any]:
     """``bootstrap.method``: the new cluster's first primary restores ``spec`` from the
     repository (pgha-backup makes the data directory first), then PostgreSQL replays
     to the target and promotes onto a new timeline."""
-    cmd = [
-        script_path(layout),
-        "--config",
-        config_path(layout),
-        "restore",
-        f"--repo-path={spec.repo_path}",
-        *spec.pgbackrest_options(),
-    ]
+    if spec.bucket is None:  # this cluster's bucket and passphrase, another path (lab restore)
+        source = [f"--repo-path={spec.repo_path}"]
+    else:  # another stack's bucket: its own config file (no secret on the command line)
+        source = [f"--pgbackrest-config={restore_from_conf_path(layout)}", f"--stanza={spec.stanza}"]
+    cmd = [script_path(layout), "--config", config_path(layout), "restore", *source, *spec.pgbackrest_options()]
     return {
         "method": "pgbackrest",
         "pgbackrest": {"command": shlex.join(cmd), "keep_existing_recovery_conf": True, "no_params": True},
-        # The roles and the application database come with the data: only the stanza of
-        # this cluster's own repository path is created.
-        "post_bootstrap": f"{script_path(layout)} --config {config_path(layout)} stanza --bootstrap",
+        # The roles and the application database come with the data: the application role
+        # takes this stack's password, then the stanza of this cluster's own repository.
+        "post_bootstrap": f"{layout.bin_dir}/pgha-post-bootstrap {restore_sql_path(layout)}",
     }
 
 
 def apply_to_patroni(
     config: dict[str, Any], settings: Settings, layout: Layout, restore: RestoreSpec | None = None
 ) -> None:
-    """Add archiving, restore_command and the replica methods to a node's patroni.yml dict."""
+    """Add archiving, restore_command and the replica methods to a node's patroni.yml dict;
+    the custom bootstrap of ``restore``, else of ``backup.restore_from``."""
+    restore = restore_spec(settings, restore)
     pgc = config["postgresql"]
     pgc["parameters"].update(patroni_parameters(settings, layout))
     pgc["recovery_conf"] = {"restore_command": restore_command(settings, layout)}
@@ -227,10 +306,25 @@ def units(settings: Settings, layout: Layout) -> list[NodeFile]:
 TIMERS = ("pgha-backup-full.timer", "pgha-backup-diff.timer", "pgha-backup-watch.timer")
 
 
-def node_files(settings: Settings, target: Target, node: Node, secrets: BackupSecrets) -> list[NodeFile]:
+def node_files(
+    settings: Settings, target: Target, node: Node, secrets: BackupSecrets, restore: RestoreSpec | None = None
+) -> list[NodeFile]:
     layout = target.layout(node)
     group = layout.pg_os_user
+    spec = restore_spec(settings, restore)
+    source = []
+    if spec is not None and spec.bucket is not None:
+        source.append(
+            NodeFile(
+                restore_from_conf_path(layout),
+                restore_from_conf(settings, target, layout, secrets, spec),
+                mode="0640",
+                owner=f"root:{group}",
+                secret=True,
+            )
+        )
     return [
+        *source,
         NodeFile(
             layout.pgbackrest_conf,
             pgbackrest_conf(settings, target, layout, secrets),

@@ -186,8 +186,27 @@ def render_patroni_node(
         app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
         monitor_user=monitoring.MONITOR_USER,
     )
+    restoring = backup.restore_spec(settings, restore) if settings.backup.enabled else None
+    restore_sql = (
+        [
+            NodeFile(
+                backup.restore_sql_path(layout),
+                tpl(
+                    "patroni/restore-bootstrap.sql.j2",
+                    app_user=pg.app_user,
+                    app_verifier=scram_sha256(pg.app_user, secrets.passwords.app),
+                    monitor_user=monitoring.MONITOR_USER,
+                ),
+                mode="0600",
+                owner=owner,
+            )
+        ]
+        if restoring
+        else []
+    )
     patroni_bin = f"{layout.patroni_venv}/bin/patroni"
     files = [
+        *restore_sql,
         NodeFile(
             f"{layout.etc_dir}/patroni.yml",
             "# Patroni config, rendered by cloud_init/patroni.py\n" + dump_yaml(config),
@@ -254,7 +273,7 @@ def render_patroni_node(
             raise ValueError(
                 f"{name}: backup.enabled is on but no repository credentials were given (PatroniNodeSecrets.backup)"
             )
-        files += backup.node_files(settings, target, node, secrets.backup)
+        files += backup.node_files(settings, target, node, secrets.backup, restore)
     if layout.watchdog and pg.watchdog != "off":
         files.append(
             NodeFile(

@@ -34,6 +34,8 @@ ROLL_ENV = "PGHA_ROLL"
 DNS_API = "pgha-dns-api"
 #: Config namespace of the monitoring host's secrets: smtpPassword (Alertmanager's SMTP login).
 MONITORING_SECRETS = "pgha-monitoring"
+#: Config namespace of backup.restore_from's secret: cipherPass, the SOURCE repository's passphrase.
+RESTORE_FROM_SECRETS = "pgha-restore-from"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class StackConfig:
     """OVH API keys of the DNS primary-record callback; only with endpoint.dns.primary_record."""
     smtp_password: pulumi.Output[str] | None = None
     """Alertmanager's SMTP password; only with monitoring.alertmanager.smtp_username."""
+    restore_from_cipher_pass: pulumi.Output[str] | None = None
+    """The source repository's passphrase (secret); only with backup.restore_from.bucket."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,26 @@ def smtp_password(settings: Settings, problems: list[tuple[str, str]]) -> pulumi
             (
                 f"{MONITORING_SECRETS}:smtpPassword",
                 "required when monitoring.alertmanager.smtp_username is set (pulumi config set --secret ...)",
+            )
+        )
+    return value
+
+
+def restore_from_cipher_pass(settings: Settings, problems: list[tuple[str, str]]) -> pulumi.Output[str] | None:
+    """backup.restore_from's source passphrase: a secret config value, read as a secret Output."""
+    rf = settings.backup.restore_from
+    if not rf.bucket:
+        return None
+    value = pulumi.Config(RESTORE_FROM_SECRETS).get_secret("cipherPass")
+    if value is None:
+        problems.append(
+            (
+                f"{RESTORE_FROM_SECRETS}:cipherPass",
+                (
+                    f"required when backup.restore_from.bucket is set: the passphrase of {rf.bucket}'s repository "
+                    f"(the source stack's backup-cipher-pass); pulumi config set --secret {RESTORE_FROM_SECRETS}:cipherPass "
+                    "(docs/backups.md shows how to read it from the source stack)"
+                ),
             )
         )
     return value
@@ -215,6 +239,14 @@ def load_stack_config() -> StackConfig:
         # region, so each team picks its own), but a deployment without backups is said.
         pulumi.log.warn(NO_BACKUP_WARNING)
     smtp = smtp_password(settings, problems)
+    source_pass = restore_from_cipher_pass(settings, problems)
     if problems:
         raise SettingsError(problems)
-    return StackConfig(settings=settings, cloud_project=project, roll=roll, dns_api=dns_api, smtp_password=smtp)
+    return StackConfig(
+        settings=settings,
+        cloud_project=project,
+        roll=roll,
+        dns_api=dns_api,
+        smtp_password=smtp,
+        restore_from_cipher_pass=source_pass,
+    )

@@ -207,7 +207,10 @@ def _dns_api_inputs(keys: DnsApiKeys | None) -> dict[str, pulumi.Output[str]]:
 def _backup_inputs(repo: BackupRepository | None) -> dict[str, pulumi.Output[str]]:
     if repo is None:
         return {}
-    return {"s3_access_key": repo.access_key, "s3_secret_key": repo.secret_key, "cipher_pass": repo.cipher_pass}
+    inputs = {"s3_access_key": repo.access_key, "s3_secret_key": repo.secret_key, "cipher_pass": repo.cipher_pass}
+    if repo.restore_from_cipher_pass is not None:  # backup.restore_from: the source repository's passphrase
+        inputs["restore_from_cipher_pass"] = repo.restore_from_cipher_pass
+    return inputs
 
 
 def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict[str, str]) -> str:
@@ -224,7 +227,11 @@ def _user_data(settings: Settings, node: Node, dns_endpoint: str | None, v: dict
         passwords=Passwords(**{role: v[role] for role in PASSWORD_ROLES}),
         dns_api=dns_api,
         host_key=SshHostKey(private=v["host_private"], public=v["host_public"]),
-        backup=BackupSecrets(v["s3_access_key"], v["s3_secret_key"], v["cipher_pass"]) if "cipher_pass" in v else None,
+        backup=(
+            BackupSecrets(v["s3_access_key"], v["s3_secret_key"], v["cipher_pass"], v.get("restore_from_cipher_pass"))
+            if "cipher_pass" in v
+            else None
+        ),
     )
     settings = with_deploy_key(settings, v["deploy_key"])
     target = Target.vm(settings, volume_ids={node.name: v["volume_id"]})

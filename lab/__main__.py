@@ -11,6 +11,7 @@ psql ARGS   psql on the primary as the application user; ARGS go to psql (-c 'se
 start NODE / kill NODE   start a stopped daemon / SIGKILL a node (drills)
 backup      a pgBackRest backup (up --backup starts the lab with backups and its S3 server)
 restore     a NEW lab restored from this lab's repository: --to latest|TIME, --xid, --name; --into DIR
+            (--bucket NEW: as a new OVH stack with backup.restore_from, into a bucket of its own)
 rewind      THIS lab's cluster rewound in place: --to TIME | --xid | --name, --yes
 """
 
@@ -145,7 +146,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     into = Path(args.into)
     print(f"restoring {src.stack} ({src.run_dir}) to {kind} {value} into {into} on {args.restore_prefix}")
     t0 = time.monotonic()
-    topo = backup.restore(src, kind, value, into, args.restore_prefix, timeout=args.timeout)
+    if args.bucket:
+        topo = backup.restore_from_bucket(
+            src, args.bucket, kind, value, into, args.restore_prefix, timeout=args.timeout
+        )
+    else:
+        topo = backup.restore(src, kind, value, into, args.restore_prefix, timeout=args.timeout)
     print(f"restored and healthy after {time.monotonic() - t0:.1f}s")
     print(observe.status_table(topo))
     return 0
@@ -285,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     rs.add_argument("--into", required=True, help="run directory of the new lab (must not exist or be empty)")
     rs.add_argument("--restore-prefix", required=True, help="loopback prefix of the new lab, e.g. 127.84")
     rs.add_argument("--timeout", type=float, default=900)
+    rs.add_argument(
+        "--bucket",
+        help="restore as a new OVH stack does (backup.restore_from): its own bucket BUCKET, passphrase and passwords",
+    )
     rw = sub.add_parser("rewind", help="rewind THIS lab's cluster in place to a point in time (the runbook)")
     target = rw.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", help="a time with its offset, e.g. '2026-11-27 20:15:00+00:00'")

@@ -8,10 +8,14 @@ lab's S3 server (lab/s3.py).
   against the repository first (before the oldest backup, after the end of the
   archive: a clear error and nothing created); a restore that fails anyway is stopped
   and its run directory removed, never left half-started.
+- :func:`restore_from_bucket`: the scripted path of a NEW OVH stack (``backup.restore_from``):
+  a new lab with its OWN bucket, its own passphrase and new role passwords, bootstrapped from
+  the source lab's bucket read through ``restore-from.conf`` with the source's passphrase.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -23,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from pgha.backup import PGBACKREST, RestoreSpec, stanza
+from pgha.settings import SettingsError
 
-from . import control, observe, rundir
+from . import control, observe, rundir, s3
 from .errors import LabError
-from .topology import Topology, load_topology
+from .topology import Topology, _merge, load_topology
 
 #: ``lab up --backup``: this lab's settings over the stack file (the S3 server is the lab's own).
 LAB_OVERRIDES: dict[str, Any] = {"backup": {"enabled": True, "bucket": "pgha-lab"}}
@@ -198,6 +203,69 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
     for name in ("secrets.json", "backup-secrets.json"):  # the same roles and repository passphrase
         shutil.copy2(src.run_dir / name, into / name)
         os.chmod(into / name, 0o600)
+    _start_restored(topo, timeout)
+    # What the new leader's watch timer does within minutes on a VM: the stanza of its own
+    # repository path and a first full backup, so its archiving works from now on.
+    run_job(topo, "watch")
+    return topo
+
+
+def restore_from_bucket(
+    src: Topology,
+    bucket: str,
+    kind: str,
+    value: str,
+    into: Path,
+    prefix: str,
+    source_cipher_pass: str | None = None,
+    timeout: float = 600,
+) -> Topology:
+    """A NEW lab in ``into`` on ``prefix`` as a new OVH stack with ``backup.restore_from`` is:
+    its own ``bucket`` (created on ``src``'s S3 server, as the stack creates its bucket), its own
+    repository passphrase and role passwords, bootstrapped from ``src``'s bucket to
+    ``kind``/``value`` through restore-from.conf with the source's passphrase
+    (``source_cipher_pass``, default: the right one). Nothing is checked beforehand but the
+    settings, as on OVH; a failed restore is stopped and its run directory set aside."""
+    require(src)
+    if not control.running(src):
+        raise LabError(f"the source lab in {src.run_dir} is not running (its S3 server holds the repository)")
+    if into.exists() and any(into.iterdir()):
+        raise LabError(f"{into} is not empty: restore into a new run directory")
+    storage = src.target.object_storage
+    assert storage is not None
+    assert storage.bucket is not None
+    source = {"bucket": storage.bucket, "stanza": stanza(src.settings), "repo_path": storage.repo_path}
+    if kind != "latest":
+        source[kind] = value
+    overrides = _merge(src.overrides or {}, {"backup": {"bucket": bucket, "restore_from": source}})
+    storage_from = src.storage_from or (src.run_dir, src.prefix)
+    try:
+        topo = load_topology(src.stack, into, prefix, overrides=overrides, storage_from=storage_from)
+    except SettingsError as e:
+        raise LabError(f"restore refused, nothing created: {e}") from e
+    theirs = src.backup_secrets()
+    ours = dataclasses.replace(
+        s3.new_secrets(),  # a passphrase of its own; the S3 credential is the one the server knows
+        s3_access_key=theirs.s3_access_key,
+        s3_secret_key=theirs.s3_secret_key,
+        restore_from_cipher_pass=source_cipher_pass if source_cipher_pass is not None else theirs.cipher_pass,
+    )
+    own = topo.target.object_storage
+    assert own is not None
+    s3.wait_bucket(own, ours)  # this stack's bucket (pulumi up creates it on OVH)
+    into.mkdir(parents=True, exist_ok=True)
+    fd = os.open(into / "backup-secrets.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(dataclasses.asdict(ours), f)
+    _start_restored(topo, timeout)
+    run_job(topo, "watch")  # the first full backup into its own bucket, as the watch timer takes it
+    return topo
+
+
+def _start_restored(topo: Topology, timeout: float) -> None:
+    """Start the new lab in ``topo.run_dir`` and wait until healthy; on failure stop it and set
+    its run directory aside (``.failed``, logs kept): never a half-started cluster."""
+    into = topo.run_dir
     try:
         rundir.prepare(topo)
         control.start_supervisor(topo)
@@ -217,10 +285,6 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
         shutil.rmtree(kept, ignore_errors=True)
         into.rename(kept)  # nothing runs from it; its logs stay for the post-mortem
         raise LabError(f"restore failed and was rolled back (nothing left running; logs in {kept}/logs): {why}") from e
-    # What the new leader's watch timer does within minutes on a VM: the stanza of its own
-    # repository path and a first full backup, so its archiving works from now on.
-    run_job(topo, "watch")
-    return topo
 
 
 #: Log lines that end a restore: PostgreSQL stopping short of the target, pgBackRest, etcd.
@@ -228,6 +292,9 @@ FATAL_MARKERS = (
     "recovery ended before configured recovery target",
     "requested recovery stop point is before consistent recovery point",
     '"level":"fatal"',
+    "pgha-backup: restore FAILED",
+    # Patroni 4 exits after a failed bootstrap (the data directory renamed *.failed).
+    "PatroniFatalException: Failed to bootstrap cluster",
 )
 
 

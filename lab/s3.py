@@ -25,7 +25,9 @@ import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from pgha.backup import ObjectStorage
@@ -74,7 +76,7 @@ def storage_dir(run_dir: Path) -> Path:
     return run_dir / "s3"
 
 
-def object_storage(storage_run_dir: Path, storage_prefix: str, repo_path: str) -> ObjectStorage:
+def object_storage(storage_run_dir: Path, storage_prefix: str, repo_path: str, bucket: str = BUCKET) -> ObjectStorage:
     return ObjectStorage(
         endpoint=HOST,
         port=ports(storage_prefix)["s3"],
@@ -82,7 +84,7 @@ def object_storage(storage_run_dir: Path, storage_prefix: str, repo_path: str) -
         uri_style="path",
         repo_path=repo_path,
         ca_file=str(storage_run_dir / "ca.crt"),
-        bucket=BUCKET,
+        bucket=bucket,
     )
 
 
@@ -148,7 +150,12 @@ def _sign(key: bytes, msg: str) -> bytes:
 
 
 def request(
-    storage: ObjectStorage, secrets: BackupSecrets, method: str, path: str, timeout: float = 5
+    storage: ObjectStorage,
+    secrets: BackupSecrets,
+    method: str,
+    path: str,
+    timeout: float = 5,
+    query: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """One SigV4-signed S3 request (no body) to the lab's S3 server: (status, body); 0 when unreachable."""
     now = dt.datetime.now(dt.UTC)
@@ -158,7 +165,11 @@ def request(
     empty = hashlib.sha256(b"").hexdigest()
     headers = {"host": host, "x-amz-content-sha256": empty, "x-amz-date": amz_date}
     signed = ";".join(sorted(headers))
-    canonical = "\n".join([method, path, "", *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, empty])
+    qs = "&".join(
+        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+        for k, v in sorted((query or {}).items())
+    )
+    canonical = "\n".join([method, path, qs, *(f"{k}:{headers[k]}" for k in sorted(headers)), "", signed, empty])
     scope = f"{day}/{storage.region}/s3/aws4_request"
     to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
     key = _sign(
@@ -167,7 +178,7 @@ def request(
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     auth = f"AWS4-HMAC-SHA256 Credential={secrets.s3_access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
     req = urllib.request.Request(
-        f"https://{host}{path}",
+        f"https://{host}{path}" + (f"?{qs}" if qs else ""),
         method=method,
         headers={"x-amz-content-sha256": empty, "x-amz-date": amz_date, "Authorization": auth},
     )
@@ -179,6 +190,24 @@ def request(
         return e.code, e.read()
     except OSError:
         return 0, b""
+
+
+def list_objects(storage: ObjectStorage, secrets: BackupSecrets, bucket: str) -> dict[str, str]:
+    """Every object of ``bucket``: key -> ETag (ListObjectsV2, page by page)."""
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    out: dict[str, str] = {}
+    token = ""
+    while True:
+        query = {"list-type": "2", **({"continuation-token": token} if token else {})}
+        status, body = request(storage, secrets, "GET", f"/{bucket}", timeout=30, query=query)
+        if status != 200:
+            raise LabError(f"listing bucket {bucket}: HTTP {status}: {body[:300]!r}")
+        root = ET.fromstring(body)
+        for item in root.iter(f"{ns}Contents"):
+            out[item.findtext(f"{ns}Key") or ""] = item.findtext(f"{ns}ETag") or ""
+        token = root.findtext(f"{ns}NextContinuationToken") or ""
+        if (root.findtext(f"{ns}IsTruncated") or "false") != "true" or not token:
+            return out
 
 
 def wait_bucket(storage: ObjectStorage, secrets: BackupSecrets, timeout: float = 90) -> None:

@@ -170,7 +170,9 @@ def load_topology(
     target = Target.lab(settings, run_dir, prefix, run_user(), str(PATRONI_VENV))
     if settings.backup.enabled:
         owner_dir, owner_prefix = storage_from or (run_dir, prefix)
-        storage = s3.object_storage(owner_dir, owner_prefix, repo_path=f"/{run_dir.name}")
+        storage = s3.object_storage(
+            owner_dir, owner_prefix, repo_path=f"/{run_dir.name}", bucket=settings.backup.bucket
+        )
         target = dataclasses.replace(target, object_storage=storage)
     return Topology(
         stack=stack,

@@ -57,10 +57,18 @@ class RestoreSpec:
     kind: str  #: one of TARGET_KINDS
     value: str = ""  #: time (e.g. 2026-01-01 12:00:00+00), xid or restore point name; empty for latest
     repo_path: str = VM_REPO_PATH  #: the source repository (the old cluster's) inside the bucket
+    #: The source stack's bucket (backup.restore_from): read through its own pgBackRest config
+    #: (restore-from.conf: its bucket, region and passphrase). None: this cluster's own bucket
+    #: and passphrase, another repository path (the lab's ``lab restore``).
+    bucket: str | None = None
+    region: str = ""  #: the source bucket's Object Storage region (with ``bucket``)
+    stanza: str = ""  #: the source cluster's stanza (with ``bucket``)
 
     def __post_init__(self) -> None:
         if self.kind not in TARGET_KINDS:
             raise ValueError(f"restore target must be one of {', '.join(TARGET_KINDS)}, got {self.kind!r}")
+        if self.bucket is not None and not (self.region and self.stanza):
+            raise ValueError("a restore from another bucket needs its region and stanza")
         if (self.kind == "latest") != (self.value == ""):
             raise ValueError(f"restore target {self.kind} {'takes no' if self.kind == 'latest' else 'needs a'} value")
 
@@ -69,3 +77,13 @@ class RestoreSpec:
         if self.kind == "latest":
             return ["--type=default"]
         return [f"--type={self.kind}", f"--target={self.value}", "--target-action=promote"]
+
+
+def restore_from(settings: Settings) -> RestoreSpec | None:
+    """The restore ``backup.restore_from`` asks for (settings validated), or None."""
+    rf = settings.backup.restore_from
+    if not rf.bucket:
+        return None
+    kind = next((k for k in ("time", "xid", "name") if getattr(rf, k)), "latest")
+    value = getattr(rf, kind) if kind != "latest" else ""
+    return RestoreSpec(kind, value, repo_path=rf.repo_path, bucket=rf.bucket, region=rf.region, stanza=rf.stanza)

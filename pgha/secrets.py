@@ -65,11 +65,16 @@ class BackupSecrets:
     s3_access_key: str
     s3_secret_key: str
     cipher_pass: str  #: aes-256-cbc passphrase of the repository; lose it and the backups are unreadable
+    #: the SOURCE repository's passphrase (backup.restore_from only: pgha-restore-from:cipherPass)
+    restore_from_cipher_pass: str | None = None
 
 
 def fake_backup_secrets() -> BackupSecrets:
     return BackupSecrets(
-        s3_access_key="FAKE-s3-access-key", s3_secret_key="FAKE-s3-secret-key", cipher_pass="FAKE-repository-passphrase"
+        s3_access_key="FAKE-s3-access-key",
+        s3_secret_key="FAKE-s3-secret-key",
+        cipher_pass="FAKE-repository-passphrase",
+        restore_from_cipher_pass="FAKE-source-repository-passphrase",
     )
 
 

@@ -12,6 +12,7 @@ dotted path and raised once as :class:`SettingsError`. Never imports pulumi.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import difflib
 import ipaddress
 import re
@@ -26,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from .backup import VM_REPO_PATH
 from .flavors import memory_problems
 from .plan import AddressPlan, subnet_plan
 from .postgres_parameters import parameter_problems, replication_problems
@@ -300,6 +302,60 @@ class AccessSettings:
     host_firewall: bool = setting("render nftables rules into every node's cloud-init", True)
 
 
+def _restore_time(value: str) -> str | None:
+    """A restore target time: ISO 8601 WITH its UTC offset (never the machine's zone)."""
+    if value == "":
+        return None
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError as e:
+        return f"not an ISO 8601 time ({e}); e.g. '2026-11-27 20:15:00+00:00'"
+    if t.tzinfo is None:
+        return f"add the UTC offset, e.g. '{value}+00:00' (a restore target must not depend on a machine's time zone)"
+    return None
+
+
+def _restore_name(value: str) -> str | None:
+    """A restore point name as pg_create_restore_point takes it (< 64 bytes), quotable as is."""
+    if len(value.encode()) > 63 or any(c in value for c in "'\\\n\r"):
+        return f"a restore point name: at most 63 bytes, no quote, backslash or newline, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class RestoreFromSettings:
+    bucket: str = setting(
+        "the SOURCE stack's backup.bucket: bootstrap this NEW cluster from its repository (empty: an empty cluster;"
+        " its passphrase: secret pgha-restore-from:cipherPass)",
+        "",
+        check=_bucket,
+    )
+    region: str = setting(
+        "Object Storage region of the source bucket (empty: backup.region)",
+        "",
+        check=_regex(re.compile(r"^([a-z]{2,5})?$"), "lowercase letters only, e.g. gra, sbg, de"),
+    )
+    stanza: str = setting(
+        "the source cluster's pgBackRest stanza, i.e. its patroni.scope (required with bucket)",
+        "",
+        check=_regex(re.compile(r"^([a-z][a-z0-9-]{0,62})?$"), "a patroni.scope: lowercase letters, digits and '-'"),
+    )
+    repo_path: str = setting(
+        "pgBackRest repository path inside the source bucket",
+        VM_REPO_PATH,
+        check=_regex(re.compile(r"^/[A-Za-z0-9._/-]*$"), "an absolute path such as /pgbackrest"),
+    )
+    time: str = setting(
+        "restore to this time, ISO 8601 with its UTC offset (empty, with xid and name empty: the latest point)",
+        "",
+        check=_restore_time,
+    )
+    xid: str = setting(
+        "restore to just after this transaction id commits", "", check=_regex(re.compile(r"^([1-9][0-9]*)?$"), "digits")
+    )
+    name: str = setting("restore to this named restore point (pg_create_restore_point)", "", check=_restore_name)
+
+
 @dataclass(frozen=True)
 class BackupSettings:
     enabled: bool = setting(
@@ -324,6 +380,9 @@ class BackupSettings:
         max=3600,
     )
     process_max: int = setting("pgBackRest parallel processes (backup, restore, async archiving)", 2, min=1, max=16)
+    restore_from: RestoreFromSettings = section(
+        "bootstrap a NEW cluster from another stack's repository (docs/backups.md, Restoring into a NEW cluster)"
+    )
 
 
 @dataclass(frozen=True)
@@ -644,6 +703,55 @@ def _backup_semantic(v: dict[str, dict[str, Any]], problems: list[tuple[str, str
                 problems.append((f"backup.{key}", msg))
     if bk["region"] == "" and v["network"]["region"] is not None:
         bk["region"] = re.sub(r"[0-9]+$", "", v["network"]["region"]).lower()
+    _restore_from_semantic(bk, problems)
+
+
+#: backup.restore_from's restore target keys: at most one (none: the latest point).
+RESTORE_TARGETS = ("time", "xid", "name")
+
+
+def _restore_from_semantic(bk: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    """restore_from needs backups on (the new cluster archives into ITS OWN bucket, never the
+    source's), a stanza, and one target at most."""
+    rf, p = bk["restore_from"], "backup.restore_from"
+    targets = [k for k in RESTORE_TARGETS if rf[k]]
+    if rf["bucket"] == "":
+        others = [k for k in ("stanza", "region", *RESTORE_TARGETS) if rf[k]]
+        if others:
+            problems.append(
+                (f"{p}.bucket", f"required when {', '.join(f'{p}.{k}' for k in others)} is set (the source's bucket)")
+            )
+        return
+    if rf["bucket"] is None:
+        return
+    if not bk["enabled"]:
+        problems.append(
+            (
+                "backup.enabled",
+                f"must be true with {p}.bucket: the restored cluster archives into its own backup.bucket",
+            )
+        )
+    if rf["bucket"] == bk["bucket"]:
+        problems.append(
+            (
+                f"{p}.bucket",
+                (
+                    f"must differ from backup.bucket ({bk['bucket']}): the new cluster must never write into the "
+                    "source's history; give this stack a bucket of its own"
+                ),
+            )
+        )
+    if rf["stanza"] == "":
+        problems.append(
+            (f"{p}.stanza", f"required with {p}.bucket: the source cluster's patroni.scope (pgbackrest info lists it)")
+        )
+    if len(targets) > 1:
+        for k in targets:
+            problems.append(
+                (f"{p}.{k}", f"set one restore target at most, got {' and '.join(targets)} (none: the latest point)")
+            )
+    if rf["region"] == "" and bk["region"] is not None:
+        rf["region"] = bk["region"]
 
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

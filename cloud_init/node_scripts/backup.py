@@ -11,11 +11,15 @@
 #                   Every run (any node, leader or not) then writes node-exporter's textfile metrics
 #                   (backup.json "textfile"): the last backup's stop time, archiving failing (leader).
 #   stanza          stanza-create on the leader (--bootstrap: on this node, which Patroni is bootstrapping)
-#   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster)
+#   restore         make the data directory, then pgbackrest restore (custom bootstrap of a NEW cluster);
+#                   with --pgbackrest-config/--stanza: from ANOTHER stack's repository (backup.restore_from),
+#                   read through its own config (restore-from.conf), checked readable first
 #   status          JSON: leader or not, last backup, pg_stat_archiver, WAL segments waiting
 import argparse
+import datetime
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -55,7 +59,8 @@ def is_leader(cfg: dict[str, Any]) -> bool:
 
 def pgbackrest(cfg: dict[str, Any], *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
     cmd = [cfg["pgbackrest"], "--config=" + cfg["pgbackrest_conf"], "--stanza=" + cfg["stanza"], *args]
-    return subprocess.run(cmd, check=False, text=True, capture_output=capture)
+    # errors="replace": pgBackRest may echo undecryptable bytes (a wrong passphrase) in its messages.
+    return subprocess.run(cmd, check=False, text=True, errors="replace", capture_output=capture)
 
 
 def info(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -221,10 +226,74 @@ def cmd_stanza(cfg: dict[str, Any], bootstrap: bool) -> int:
     return rc
 
 
-def cmd_restore(cfg: dict[str, Any], repo_path: str, options: list[str]) -> int:
+#: What an operator checks when the source repository cannot be read (backup.restore_from).
+SOURCE_HINT = (
+    "check the source's passphrase (pgha-restore-from:cipherPass), backup.restore_from.bucket/region/"
+    "stanza/repo_path, and that this stack's S3 user may read the source bucket"
+)
+
+
+def printable(text: str, limit: int = 300) -> str:
+    """One line of plain ASCII (a wrong passphrase makes pgBackRest echo decrypted garbage)."""
+    return re.sub(r"[^\x20-\x7e]+", " ", text).strip()[:limit]
+
+
+def source_problem(cfg: dict[str, Any], options: tuple[str, ...] = ()) -> str | None:
+    """Why the source repository cannot be restored from (unreadable, wrong passphrase, no backup,
+    a target time before the oldest backup ended), or None."""
+    p = pgbackrest(cfg, "--output=json", "info", capture=True)
+    try:
+        stanzas = json.loads(p.stdout or "[]", strict=False)  # control characters inside messages
+    except ValueError:
+        stanzas = None
+    if p.returncode != 0 or not isinstance(stanzas, list):
+        why = printable(p.stderr or p.stdout)
+        return f"cannot read the source repository: {SOURCE_HINT}; pgBackRest (exit {p.returncode}): {why}"
+    st = stanzas[0] if stanzas else {}
+    if st.get("backup"):
+        return target_problem(st["backup"], options)
+    # A wrong passphrase decrypts backup.info into garbage: "FormatError: key/value found outside of section".
+    repo = (st.get("repo") or [{}])[0].get("status") or {}
+    why = printable(repo.get("message") or (st.get("status") or {}).get("message") or "no such stanza", 1000)
+    why = re.sub(r"(key/value found outside of section).*", r"\1 (it decrypts to garbage: a wrong passphrase)", why)
+    return f"cannot read the source repository, or it has no backup of stanza {cfg['stanza']}: {SOURCE_HINT}; pgBackRest: {why}"
+
+
+def target_problem(backups: list[dict[str, Any]], options: tuple[str, ...]) -> str | None:
+    """A time target before the oldest backup ended cannot be reached (PostgreSQL would stop at a
+    later point, or refuse): say so before anything is restored. After the end of the archive,
+    PostgreSQL itself stops the replay ("recovery ended before configured recovery target")."""
+    opts = dict(o.split("=", 1) for o in options if o.startswith("--") and "=" in o)
+    if opts.get("--type") != "time" or "--target" not in opts:
+        return None
+    try:
+        target = datetime.datetime.fromisoformat(opts["--target"]).timestamp()
+    except ValueError:
+        return f"restore target {opts['--target']!r} is not an ISO 8601 time with its offset"
+    oldest = min(float(b["timestamp"]["stop"]) for b in backups)
+    if target < oldest:
+        ended = datetime.datetime.fromtimestamp(oldest, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return (
+            f"restore target {opts['--target']} is before the oldest backup ended ({ended}), the "
+            "earliest point the source repository can restore to: choose a later time (backup.restore_from.time)"
+        )
+    return None
+
+
+def cmd_restore(cfg: dict[str, Any], repo_path: str | None, options: list[str]) -> int:
     os.makedirs(cfg["data_dir"], mode=0o700, exist_ok=True)
-    log(f"restoring stanza {cfg['stanza']} from {repo_path} into {cfg['data_dir']}: {' '.join(options)}")
-    return pgbackrest(cfg, "--repo1-path=" + repo_path, "--delta", *options, "restore").returncode
+    where = repo_path or cfg["pgbackrest_conf"]
+    log(f"restoring stanza {cfg['stanza']} from {where} into {cfg['data_dir']}: {' '.join(options)}")
+    if repo_path is None:  # another stack's repository: say clearly when it cannot be read
+        problem = source_problem(cfg, tuple(options))
+        if problem:
+            log(f"restore FAILED: {problem}")
+            return 1
+    repo = ["--repo1-path=" + repo_path] if repo_path else []
+    rc = pgbackrest(cfg, *repo, "--delta", *options, "restore").returncode
+    if rc != 0:
+        log(f"restore FAILED (pgbackrest restore exit {rc}); see the pgBackRest log (log-path of {where})")
+    return rc
 
 
 def cmd_status(cfg: dict[str, Any]) -> int:
@@ -268,7 +337,10 @@ def main() -> int:
     st.add_argument("--bootstrap", action="store_true", help="this node is bootstrapping the cluster")
     st.add_argument("patroni_args", nargs="*", help=argparse.SUPPRESS)  # post_bootstrap appends a connstring
     rs = sub.add_parser("restore")
-    rs.add_argument("--repo-path", required=True)
+    rs_from = rs.add_mutually_exclusive_group(required=True)
+    rs_from.add_argument("--repo-path", help="another path of this cluster's repository (lab restore)")
+    rs_from.add_argument("--pgbackrest-config", help="another stack's repository: its pgBackRest config")
+    rs.add_argument("--stanza", help="the source's stanza (with --pgbackrest-config)")
     sub.add_parser("status")
     args, extra = ap.parse_known_args()
     if extra and args.cmd != "restore":
@@ -280,6 +352,8 @@ def main() -> int:
     if args.cmd == "stanza":
         return cmd_stanza(cfg, args.bootstrap)
     if args.cmd == "restore":
+        if args.pgbackrest_config:
+            cfg = {**cfg, "pgbackrest_conf": args.pgbackrest_config, "stanza": args.stanza or cfg["stanza"]}
         return cmd_restore(cfg, args.repo_path, extra)
     return cmd_status(cfg)
 

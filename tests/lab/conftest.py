@@ -29,6 +29,7 @@ PREFIXES = {
     "backup": "127.83",
     "restore": "127.84",
     "monitor": "127.85",
+    "restore_from": "127.86",
 }
 
 FAILED: list[str] = []

@@ -19,10 +19,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from lab import backup, control, monitoring, observe, rewind
+from lab import backup, control, monitoring, observe, rewind, s3
 from lab.errors import LabError
 from lab.topology import Topology, scratch_dir
-from pgha.backup import RestoreSpec
+from pgha.backup import RestoreSpec, stanza
 
 from .conftest import FAILED, PREFIXES, connect, lab_fixture, wait_for
 
@@ -261,6 +261,81 @@ def test_repository_config_is_readable_by_the_node_user_only(backup_lab: Topolog
         conf = Path(backup_lab.layout(n).pgbackrest_conf)
         assert oct(conf.stat().st_mode & 0o777) == "0o640"
         assert backup_lab.backup_secrets().cipher_pass in conf.read_text()
+
+
+def test_new_stack_restores_from_another_stacks_bucket(backup_lab: Topology, full_backup: object) -> None:
+    """backup.restore_from, the scripted path of a NEW OVH stack: its own bucket, passphrase and
+    role passwords, the source read through restore-from.conf with the source's passphrase."""
+    src_storage, src_secrets = backup_lab.target.object_storage, backup_lab.backup_secrets()
+    assert src_storage is not None
+    assert src_storage.bucket is not None
+    prefix, bucket = PREFIXES["restore_from"], "pgha-lab-restored"
+
+    # A wrong passphrase: a clear failure, rolled back, nothing left running.
+    into = restore_dir("from-wrong")
+    shutil.rmtree(into, ignore_errors=True)
+    with pytest.raises(LabError, match="rolled back") as e:
+        backup.restore_from_bucket(backup_lab, bucket, "latest", "", into, prefix, "not-the-passphrase", timeout=300)
+    assert "cannot read the source repository" in str(e.value)
+    assert "pgha-restore-from:cipherPass" in str(e.value)
+    assert not os.path.exists(into)
+    shutil.rmtree(f"{into}.failed", ignore_errors=True)
+    assert not listeners(prefix), "a process of the failed restore still runs"
+
+    sql(backup_lab, "CREATE TABLE rf_before (id int PRIMARY KEY)")
+    sql(backup_lab, "INSERT INTO rf_before SELECT generate_series(1, 300)")
+    time.sleep(1.5)
+    target = str(sql(backup_lab, "SELECT clock_timestamp()")[0][0])
+    time.sleep(1.5)
+    sql(backup_lab, "CREATE TABLE rf_after (id int)")
+    source_tl = int(backup.wait_archived(backup_lab)[:8], 16)
+    before = s3.list_objects(src_storage, src_secrets, src_storage.bucket)
+
+    into = restore_dir("from")
+    shutil.rmtree(into, ignore_errors=True)
+    r = backup.restore_from_bucket(backup_lab, bucket, "time", target, into, prefix, timeout=600)
+    try:
+        # The data as of the target; the application role took the NEW stack's password.
+        assert r.passwords().app != backup_lab.passwords().app
+        assert sql(r, "SELECT count(*) FROM rf_before") == [(300,)]
+        assert sql(r, "SELECT to_regclass('rf_after') IS NULL") == [(True,)]
+        # Its own repository: own bucket, own passphrase, its first full backup and archive there.
+        assert r.backup_secrets().cipher_pass != src_secrets.cipher_pass
+        assert [b["type"] for b in backup.info(r)["backup"]] == ["full"]
+        assert backup.info(r)["cipher"] == "aes-256-cbc"
+        lead = observe.leader(r)
+        assert lead
+        new_tl = int(backup.superuser_sql(r, lead, "SELECT timeline_id FROM pg_control_checkpoint()"))
+        assert new_tl != source_tl
+        ours = s3.list_objects(src_storage, src_secrets, bucket)
+        assert any(f"/archive/{stanza(r.settings)}/" in k for k in ours)
+        # The steady-state config names the new bucket only; the bootstrap's source reading is gone.
+        for n in r.pg_names:
+            assert f"repo1-s3-bucket={bucket}\n" in Path(r.layout(n).pgbackrest_conf).read_text()
+            assert "restore-from.conf" not in backup.superuser_sql(r, n, "SHOW restore_command")
+        auto = Path(r.layout(lead).pg_data_dir) / "postgresql.auto.conf"
+        assert "restore-from.conf" not in backup.superuser_sql(r, lead, f"SELECT pg_read_file('{auto}')")
+        # A roll of the leader (its data volume kept) never restores again: Patroni bootstraps
+        # only a cluster its DCS does not know, and this one is initialized.
+        old_pid = control.pid_of(r, lead)
+        control.signal_node(r, lead, signal.SIGTERM, postgres=False)
+        wait_for(lambda: not (control.pid_of(r, lead) or control.postmaster_of(r, lead)), 90, f"{lead} stopped")
+        assert control.request_start(r, lead) != old_pid
+        observe.wait_healthy(r, timeout=180)
+        boots = [observe.log_since(r, n, 0).count("Running custom bootstrap script") for n in r.pg_names]
+        assert sum(boots) == 1, boots
+        assert sql(r, "SELECT count(*) FROM rf_before") == [(300,)]
+    finally:
+        control.stop(r)
+        if not FAILED:
+            shutil.rmtree(into, ignore_errors=True)
+    # The source bucket: nothing removed or rewritten; the only new objects are the SOURCE
+    # cluster's own WAL (its timeline, its repository path): none of the new cluster's.
+    after = s3.list_objects(src_storage, src_secrets, src_storage.bucket)
+    assert not [k for k in before if after.get(k) != before[k]], "objects of the source bucket changed"
+    added = sorted(set(after) - set(before))
+    own_wal = f"{src_storage.repo_path.strip('/')}/archive/{stanza(backup_lab.settings)}/"
+    assert [k for k in added if not (k.lstrip("/").startswith(own_wal) and f"/{source_tl:08X}" in k)] == []
 
 
 # Last in the module: it rewrites the shared lab's history.

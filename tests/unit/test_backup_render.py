@@ -170,7 +170,8 @@ def test_restore_spec_bootstraps_from_the_repository() -> None:
     assert cmd.startswith("/usr/local/sbin/pgha-backup --config /etc/pgha/backup.json restore --repo-path=/old")
     assert "--type=time '--target=2026-11-27 20:00:00+00' --target-action=promote" in cmd
     assert boot["pgbackrest"]["keep_existing_recovery_conf"] is True
-    assert boot["post_bootstrap"].endswith("stanza --bootstrap")
+    # The roles come with the data: the application role takes this stack's password, then the stanza.
+    assert boot["post_bootstrap"] == "/usr/local/sbin/pgha-post-bootstrap /etc/pgha/restore-bootstrap.sql"
     assert "method" not in patroni_yml(render(settings()))["bootstrap"]
 
 
