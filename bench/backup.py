@@ -9,6 +9,9 @@ N runs of each measurement; prints min/median/max:
 - the same PITR as a NEW OVH stack does it (``backup.restore_from``: its own bucket, the
   source read through restore-from.conf), until healthy and its first full backup taken;
 - delta restore of a replica (Patroni reinitialize, pgbackrest method, until streaming);
+- rewinding the lab's own cluster in place to the same target (``lab rewind``, the runbook:
+  a full backup first, the restore, a full backup of the new timeline, the replicas
+  re-created), until healthy;
 - RPO after losing all three nodes at once (SIGKILL of every Patroni and PostgreSQL,
   the S3 server survives, as Object Storage would), on a small lab of its own with the
   default archive_timeout: last acknowledged commit minus the newest commit a restore
@@ -43,8 +46,9 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from lab import backup, control, observe, rundir  # noqa: E402
+from lab import backup, control, observe, rewind, rundir  # noqa: E402
 from lab.topology import Topology, load_topology, scratch_dir  # noqa: E402
+from pgha.backup import RestoreSpec  # noqa: E402
 
 REDO_RE = re.compile(r"redo done at .* elapsed: ([0-9.]+) s")
 
@@ -160,7 +164,7 @@ def main() -> int:
     args = ap.parse_args()
     base = scratch_dir("pgha-bench-backup")
     raw: dict[str, list[float]] = {
-        k: [] for k in ("full_s", "full_mbs", "pitr_s", "pitr_mbs", "redo_s", "rf_s", "replica_s", "rpo_s")
+        k: [] for k in ("full_s", "full_mbs", "pitr_s", "pitr_mbs", "redo_s", "rf_s", "replica_s", "rewind_s", "rpo_s")
     }
     size = 0.0
     topo = start(base / "src", args.prefix)
@@ -215,10 +219,13 @@ def main() -> int:
                 time.sleep(0.5)
             observe.wait_healthy(topo, timeout=600)
             raw["replica_s"].append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            rewind.rewind(topo, RestoreSpec("time", target), timeout=1800)
+            raw["rewind_s"].append(time.monotonic() - t0)
             save(raw, size, args.scale)
             print(
                 f"run {i + 1}: full {full:.1f}s, pitr {pitr:.1f}s (redo {redo}s), restore_from {raw['rf_s'][-1]:.1f}s,"
-                f" replica {raw['replica_s'][-1]:.1f}s",
+                f" replica {raw['replica_s'][-1]:.1f}s, rewind in place {raw['rewind_s'][-1]:.1f}s",
                 flush=True,
             )
     finally:
@@ -240,6 +247,7 @@ def main() -> int:
     print(f"  PITR WAL replay (redo)    {fmt(stats(raw['redo_s']))}")
     print(f"  PITR as a new stack (restore_from, own bucket) {fmt(stats(raw['rf_s']))}")
     print(f"  replica delta restore     {fmt(stats(raw['replica_s']))}")
+    print(f"  rewind in place (lab rewind, until healthy) {fmt(stats(raw['rewind_s']))}")
     print(f"  RPO, all nodes lost       {fmt(stats(raw['rpo_s']))}")
     print(f"raw figures: {save(raw, size, args.scale)}")
     return 0
