@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pgha.backup import PGBACKREST, RestoreSpec, stanza
+from pgha.backup import PGBACKREST, ObjectStorage, RestoreSpec, stanza
 from pgha.settings import SettingsError
 
 from . import control, observe, rundir, s3
@@ -169,9 +169,8 @@ def status_lines(topo: Topology) -> list[str]:
     return out
 
 
-def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeout: float = 600) -> Topology:
-    """A new lab in ``into`` on ``prefix``, restored from ``src``'s repository to ``kind``/``value``
-    (pgha.backup.TARGET_KINDS)."""
+def _restore_source(src: Topology, into: Path) -> ObjectStorage:
+    """The running source lab's repository, and an empty ``into``; else a clear error."""
     require(src)
     if not control.running(src):
         raise LabError(f"the source lab in {src.run_dir} is not running (its S3 server holds the repository)")
@@ -179,6 +178,13 @@ def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeo
         raise LabError(f"{into} is not empty: restore into a new run directory")
     storage = src.target.object_storage
     assert storage is not None
+    return storage
+
+
+def restore(src: Topology, kind: str, value: str, into: Path, prefix: str, timeout: float = 600) -> Topology:
+    """A new lab in ``into`` on ``prefix``, restored from ``src``'s repository to ``kind``/``value``
+    (pgha.backup.TARGET_KINDS)."""
+    storage = _restore_source(src, into)
     source_path = storage.repo_path
     if kind == "time":
         value = parse_time(value).isoformat(sep=" ")
@@ -226,13 +232,7 @@ def restore_from_bucket(
     ``kind``/``value`` through restore-from.conf with the source's passphrase
     (``source_cipher_pass``, default: the right one). Nothing is checked beforehand but the
     settings, as on OVH; a failed restore is stopped and its run directory set aside."""
-    require(src)
-    if not control.running(src):
-        raise LabError(f"the source lab in {src.run_dir} is not running (its S3 server holds the repository)")
-    if into.exists() and any(into.iterdir()):
-        raise LabError(f"{into} is not empty: restore into a new run directory")
-    storage = src.target.object_storage
-    assert storage is not None
+    storage = _restore_source(src, into)
     assert storage.bucket is not None
     source = {"bucket": storage.bucket, "stanza": stanza(src.settings), "repo_path": storage.repo_path}
     if kind != "latest":

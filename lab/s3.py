@@ -109,13 +109,14 @@ def identities(secrets: BackupSecrets) -> dict[str, object]:
     }
 
 
-def command(run_dir: Path, prefix: str) -> list[str]:
-    """The S3 server's command line (stale unix sockets of a killed run removed first)."""
-    p, d, ip = ports(prefix), storage_dir(run_dir), address(prefix)
-    weed = [
+def weed_server(data: Path, ip: str, p: dict[str, int], s3_ip: str, s3_port: int, volumes: int) -> list[str]:
+    """``weed server`` with an S3 API over TLS on ``s3_ip:s3_port``, everything else on ``ip``
+    (ports ``p``); its files (data, sockets, identities, TLS pair) in ``data``'s parent."""
+    d = data.parent
+    return [
         weed_binary(),
         "server",
-        f"-dir={d / 'data'}",
+        f"-dir={data}",
         f"-ip={ip}",
         f"-ip.bind={ip}",
         f"-master.port={p['master']}",
@@ -123,14 +124,14 @@ def command(run_dir: Path, prefix: str) -> list[str]:
         f"-master.volumeSizeLimitMB={VOLUME_SIZE_MB}",
         f"-volume.port={p['volume']}",
         f"-volume.port.grpc={p['volume_grpc']}",
-        f"-volume.max={VOLUMES}",
+        f"-volume.max={volumes}",
         f"-filer.port={p['filer']}",
         f"-filer.port.grpc={p['filer_grpc']}",
         f"-filer.localSocket={d / 'filer.sock'}",
         f"-metricsPort={p['metrics']}",
         "-s3",
-        "-s3.ip.bind=127.0.0.1",
-        f"-s3.port={p['s3']}",
+        f"-s3.ip.bind={s3_ip}",
+        f"-s3.port={s3_port}",
         f"-s3.port.grpc={p['s3_grpc']}",
         "-s3.port.iceberg=0",
         "-s3.port.lance=0",
@@ -139,6 +140,12 @@ def command(run_dir: Path, prefix: str) -> list[str]:
         f"-s3.cert.file={d / 'tls.crt'}",
         f"-s3.key.file={d / 'tls.key'}",
     ]
+
+
+def command(run_dir: Path, prefix: str) -> list[str]:
+    """The S3 server's command line (stale unix sockets of a killed run removed first)."""
+    p = ports(prefix)
+    weed = weed_server(storage_dir(run_dir) / "data", address(prefix), p, "127.0.0.1", p["s3"], VOLUMES)
     # weed always puts its gRPC sockets in the system temp dir, named by port: a crashed
     # run leaves them behind and the next start would fail to bind.
     stale = " ".join(f"/tmp/seaweedfs-*-{port}.sock" for port in p.values())

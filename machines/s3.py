@@ -129,33 +129,9 @@ def load_secrets(run_dir: Path) -> BackupSecrets:
 
 def command(run_dir: Path, net: StackNet, settings: Settings) -> list[str]:
     """``weed server`` with its S3 API on T.1:443, every other listener on T.1 too."""
-    d, p, ip = storage_dir(run_dir), ports(settings.stack), net.uplink_host_ip
+    d, ip = storage_dir(run_dir), net.uplink_host_ip
     return [
-        lab_s3.weed_binary(),
-        "server",
-        f"-dir={d / 'data'}",
-        f"-ip={ip}",
-        f"-ip.bind={ip}",
-        f"-master.port={p['master']}",
-        f"-master.port.grpc={p['master_grpc']}",
-        f"-master.volumeSizeLimitMB={lab_s3.VOLUME_SIZE_MB}",
-        f"-volume.port={p['volume']}",
-        f"-volume.port.grpc={p['volume_grpc']}",
-        "-volume.max=16",
-        f"-filer.port={p['filer']}",
-        f"-filer.port.grpc={p['filer_grpc']}",
-        f"-filer.localSocket={d / 'filer.sock'}",
-        f"-metricsPort={p['metrics']}",
-        "-s3",
-        f"-s3.ip.bind={ip}",
-        f"-s3.port={S3_PORT}",
-        f"-s3.port.grpc={p['s3_grpc']}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.localSocket={d / 's3.sock'}",
-        f"-s3.config={d / 's3.json'}",
-        f"-s3.cert.file={d / 'tls.crt'}",
-        f"-s3.key.file={d / 'tls.key'}",
+        *lab_s3.weed_server(d / "data", ip, ports(settings.stack), ip, S3_PORT, volumes=16),
         f"-s3.domainName={ovh_endpoint(settings.backup.region)}",
     ]
 
