@@ -64,6 +64,12 @@ IMAGE_ID = "99999999-8888-7777-6666-555555555555"
 BASTION_PUBLIC_IP = "198.51.100.77"
 SUBNET_ID = "subnet-id"
 
+#: Resource type tokens the component tests look resources up by.
+INSTANCE = "openstack:compute/instance:Instance"
+PORT = "openstack:networking/port:Port"
+HOST_KEY = "tls:index/privateKey:PrivateKey"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+
 
 def unwrap(value: Any) -> Any:
     """A registered input without secret wrappers (for comparisons)."""

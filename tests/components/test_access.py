@@ -17,7 +17,9 @@ from pgha.target import Target
 from .mocks import (
     BASTION_PUBLIC_IP,
     IMAGE_ID,
+    INSTANCE,
     OPENSTACK_NETWORK_ID,
+    PORT,
     ROLLED_ONLY_INPUTS,
     SUBNET_ID,
     mock_host_key,
@@ -28,8 +30,6 @@ pytestmark = pytest.mark.components
 
 RULE = "openstack:networking/secGroupRule:SecGroupRule"
 GROUP = "openstack:networking/secGroup:SecGroup"
-INSTANCE = "openstack:compute/instance:Instance"
-PORT = "openstack:networking/port:Port"
 KEYPAIR = "openstack:compute/keypair:Keypair"
 PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 FLOATING_IP = "openstack:networking/floatingIp:FloatingIp"

@@ -11,7 +11,7 @@ import yaml
 
 from components.backup import S3_ACTIONS, TYPE
 
-from .mocks import ROOT, plaintext_leaks
+from .mocks import PASSWORD, ROOT, plaintext_leaks
 
 pytestmark = pytest.mark.components
 
@@ -19,7 +19,6 @@ STORAGE = "ovh:CloudProject/storage:Storage"
 USER = "ovh:CloudProject/user:User"
 CREDENTIAL = "ovh:CloudProject/s3Credential:S3Credential"
 POLICY = "ovh:CloudProject/s3Policy:S3Policy"
-PASSWORD = "random:index/randomPassword:RandomPassword"
 BUCKET = "pgha-dev-backups-acme"
 
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from .mocks import mock_host_key
+from .mocks import INSTANCE, mock_host_key
 from .test_stack import run_main
 
 pytestmark = pytest.mark.components
-INSTANCE = "openstack:compute/instance:Instance"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

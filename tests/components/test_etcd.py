@@ -14,7 +14,10 @@ from pgha.target import Target
 
 from .mocks import (
     DEPLOY_KEY,
+    HOST_KEY,
     IMAGE_ID,
+    INSTANCE,
+    PORT,
     PROJECT_ID,
     ROLLED_ONLY_INPUTS,
     SUBNET_ID,
@@ -25,9 +28,6 @@ from .mocks import (
 
 pytestmark = pytest.mark.components
 
-HOST_KEY = "tls:index/privateKey:PrivateKey"
-INSTANCE = "openstack:compute/instance:Instance"
-PORT = "openstack:networking/port:Port"
 GROUP = "openstack:compute/serverGroup:ServerGroup"
 
 

@@ -17,13 +17,19 @@ from components.monitoring import TYPE, MonitoringHost, MonitoringHostArgs, scra
 from pgha.secrets import FAKE_CA
 from pgha.target import Target
 
-from .mocks import ROLLED_ONLY_INPUTS, ROOT, SUBNET_ID, plaintext_leaks, static_placement, with_section
+from .mocks import (
+    HOST_KEY,
+    INSTANCE,
+    PORT,
+    ROLLED_ONLY_INPUTS,
+    ROOT,
+    SUBNET_ID,
+    plaintext_leaks,
+    static_placement,
+    with_section,
+)
 
 pytestmark = pytest.mark.components
-
-INSTANCE = "openstack:compute/instance:Instance"
-PORT = "openstack:networking/port:Port"
-HOST_KEY = "tls:index/privateKey:PrivateKey"
 
 
 def build(h, settings, smtp_password=None):

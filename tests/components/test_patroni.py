@@ -16,7 +16,11 @@ from pgha.target import Target
 
 from .mocks import (
     DEPLOY_KEY,
+    HOST_KEY,
     IMAGE_ID,
+    INSTANCE,
+    PASSWORD,
+    PORT,
     PROJECT_ID,
     ROLLED_ONLY_INPUTS,
     SUBNET_ID,
@@ -27,12 +31,8 @@ from .mocks import (
 
 pytestmark = pytest.mark.components
 
-HOST_KEY = "tls:index/privateKey:PrivateKey"
-INSTANCE = "openstack:compute/instance:Instance"
-PORT = "openstack:networking/port:Port"
 GROUP = "openstack:compute/serverGroup:ServerGroup"
 VOLUME = "openstack:blockstorage/volume:Volume"
-PASSWORD = "random:index/randomPassword:RandomPassword"
 
 
 def build(h, settings, roll=frozenset()):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from .mocks import PORT
 from .test_stack import run_main
 
 pytestmark = pytest.mark.components
-PORT = "openstack:networking/port:Port"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
