@@ -302,6 +302,18 @@ class Harness:
         assert root is not None
         return {k: self.resolve(v) for k, v in root.outputs.items()}  # type: ignore[attr-defined]
 
+    def secret_leaks(self) -> list[str]:
+        """Where a secret the mocks handed out appears in plaintext: resource inputs,
+        component outputs, and stack outputs not marked secret."""
+        secrets = self.mocks.secrets
+        leaks = [leak for r in self.resources for leak in plaintext_leaks(r.inputs, secrets, r.urn)]
+        for urn, outputs in self.monitor.component_outputs.items():
+            leaks += plaintext_leaks(outputs, secrets, f"{urn} outputs")
+        for name, (value, is_secret) in self.stack_outputs().items():
+            if not is_secret:
+                leaks += plaintext_leaks(value, secrets, f"stack output {name}")
+        return leaks
+
 
 # ---------------------------------------------------------------- building Args
 

@@ -11,7 +11,7 @@ import yaml
 
 from components.backup import S3_ACTIONS, TYPE
 
-from .mocks import PASSWORD, ROOT, plaintext_leaks
+from .mocks import PASSWORD, ROOT
 
 pytestmark = pytest.mark.components
 
@@ -65,15 +65,7 @@ def test_credential_and_passphrase_only_as_secrets_into_user_data(with_backup):
     passphrase = {v for v in secrets if v.startswith("MockPwbackupcipher")}
     assert len(s3) == 2
     assert len(passphrase) == 1
-    leaks = []
-    for r in h.resources:
-        leaks += plaintext_leaks(r.inputs, secrets, r.urn)
-    for urn, outputs in h.monitor.component_outputs.items():
-        leaks += plaintext_leaks(outputs, secrets, f"{urn} outputs")
-    for name, (value, is_secret) in h.stack_outputs().items():
-        if not is_secret:
-            leaks += plaintext_leaks(value, secrets, f"stack output {name}")
-    assert leaks == []
+    assert h.secret_leaks() == []
     for n in ("pg1", "pg2", "pg3"):
         node = h.named(f"patroni-{n}")
         assert node.is_secret("userData")

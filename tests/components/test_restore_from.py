@@ -16,7 +16,7 @@ from components.backup import S3_ACTIONS, S3_READ_ACTIONS
 from components.config import load_stack_config
 from pgha.settings import SettingsError
 
-from .mocks import ROOT, plaintext_leaks
+from .mocks import ROOT
 
 pytestmark = pytest.mark.components
 
@@ -63,15 +63,7 @@ def test_policy_reads_the_source_and_writes_only_its_own_bucket(restored):
 
 def test_source_passphrase_stays_secret_into_the_patroni_user_data_only(restored):
     h = restored
-    leaks = []
-    for r in h.resources:
-        leaks += plaintext_leaks(r.inputs, h.mocks.secrets, r.urn)
-    for urn, outputs in h.monitor.component_outputs.items():
-        leaks += plaintext_leaks(outputs, h.mocks.secrets, f"{urn} outputs")
-    for name, (value, is_secret) in h.stack_outputs().items():
-        if not is_secret:
-            leaks += plaintext_leaks(value, h.mocks.secrets, f"stack output {name}")
-    assert leaks == []
+    assert h.secret_leaks() == []
     for n in ("pg1", "pg2", "pg3"):
         node = h.named(f"patroni-{n}")
         assert node.is_secret("userData")
