@@ -123,17 +123,25 @@ def pgbackrest_conf(settings: Settings, target: Target, layout: Layout, secrets:
         # spool; a background process pushes batches. No archive-push-queue-max: pgha
         # never drops WAL from the archive to save disk (the node check alerts instead).
         ("archive-async", "y"),
-        ("spool-path", layout.pgbackrest_spool),
-        ("log-path", layout.pgbackrest_log),
-        ("lock-path", layout.pgbackrest_lock),
-        ("log-level-console", "warn"),
-        ("log-level-file", "info"),
+        *_local_options(layout),
     ]
     lines = ["# pgBackRest config, rendered by cloud_init/backup.py", "[global]"]
     lines += [f"{k}={v}" for k, v in options]
     lines += ["", f"[{stanza(settings)}]"]
     lines += [f"{k}={v}" for k, v in _node_options(settings, layout)]
     return "\n".join(lines) + "\n"
+
+
+def _local_options(layout: Layout) -> list[tuple[str, Any]]:
+    """Where pgBackRest keeps its spool, logs and locks on the node, and how much it logs."""
+    lock = [("lock-path", layout.pgbackrest_lock)] if layout.pgbackrest_lock else []
+    return [
+        ("spool-path", layout.pgbackrest_spool),
+        ("log-path", layout.pgbackrest_log),
+        *lock,
+        ("log-level-console", "warn"),
+        ("log-level-file", "info"),
+    ]
 
 
 def restore_from_conf_path(layout: Layout) -> str:
@@ -168,11 +176,7 @@ def restore_from_conf(
     options = [
         *_repo_options(s3, s3.bucket, secrets, secrets.restore_from_cipher_pass),
         ("process-max", settings.backup.process_max),
-        ("spool-path", layout.pgbackrest_spool),  # restore clears the stanza's archive queue there
-        ("log-path", layout.pgbackrest_log),
-        ("lock-path", layout.pgbackrest_lock),
-        ("log-level-console", "warn"),
-        ("log-level-file", "info"),
+        *_local_options(layout),  # the spool too: a restore clears the stanza's archive queue there
     ]
     lines = [
         "# pgBackRest config of the SOURCE repository (backup.restore_from), rendered by cloud_init/backup.py:",

@@ -53,7 +53,7 @@ class Layout:
     pgbackrest_conf: str = "/etc/pgbackrest/pgbackrest.conf"  #: pgBackRest config (0640 root:postgres on a VM)
     pgbackrest_spool: str = "/var/spool/pgbackrest"  #: asynchronous archiving queue
     pgbackrest_log: str = "/var/log/pgbackrest"
-    pgbackrest_lock: str = "/tmp/pgbackrest"  #: pgBackRest's own default lock-path on a node (lab: in the run dir)
+    pgbackrest_lock: str | None = None  #: None: pgBackRest's own default lock-path (the lab: in its run dir)
     exporter_os_user: str = "prometheus"  #: OS user running the exporters (Debian packages' user on a VM)
 
 
