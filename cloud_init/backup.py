@@ -38,7 +38,7 @@ from pgha.secrets import BackupSecrets
 from pgha.settings import Settings
 from pgha.target import Layout, Target
 
-from .common import SUPERUSER, NodeFile, node_script, tpl
+from .common import SUPERUSER, NodeFile, install_dirs, node_script, tpl
 from .monitoring import TEXTFILE_METRICS
 
 #: How often the watch timer looks for a missing stanza or a new timeline.
@@ -350,18 +350,7 @@ def runcmd(target: Target, layout: Layout) -> list[list[str]]:
     replace their own file only) and the timers."""
     textfile_dir = target.monitoring.textfile_dir
     return [
-        [
-            "install",
-            "-d",
-            "-o",
-            layout.pg_os_user,
-            "-g",
-            layout.pg_os_user,
-            "-m",
-            "0750",
-            layout.pgbackrest_spool,
-            layout.pgbackrest_log,
-        ],
+        install_dirs(layout.pg_os_user, "0750", layout.pgbackrest_spool, layout.pgbackrest_log),
         ["mkdir", "-p", textfile_dir],
         ["chgrp", layout.pg_os_user, textfile_dir],
         ["chmod", "g+w,+t", textfile_dir],

@@ -129,6 +129,11 @@ def node_script(layout: Layout, name: str, source: str) -> NodeFile:
     return NodeFile(f"{layout.bin_dir}/{name}", (NODE_SCRIPTS / source).read_text(), mode="0755")
 
 
+def install_dirs(owner: str, mode: str, *paths: str) -> list[str]:
+    """The runcmd entry making ``paths`` (and their parents) owned by ``owner`` with ``mode``."""
+    return ["install", "-d", "-o", owner, "-g", owner, "-m", mode, *paths]
+
+
 def etcd_urls(settings: Settings, plan: AddressPlan) -> list[str]:
     return [f"https://{n.address}:{settings.etcd.client_port}" for n in plan.etcd]
 

@@ -26,6 +26,7 @@ from .common import (
     etcd_hosts,
     firewall_file,
     hostname,
+    install_dirs,
     node_script,
     tpl,
 )
@@ -322,17 +323,7 @@ def render_patroni_node(
             f"{layout.etc_dir}/patroni-requirements.txt",
         ],
         # The parent too: Patroni renames a failed data dir aside, and needs to write there.
-        [
-            "install",
-            "-d",
-            "-o",
-            layout.pg_os_user,
-            "-g",
-            layout.pg_os_user,
-            "-m",
-            "0755",
-            str(PurePosixPath(layout.pg_data_dir).parent),
-        ],
+        install_dirs(layout.pg_os_user, "0755", str(PurePosixPath(layout.pg_data_dir).parent)),
         ["install", "-d", "-o", layout.pg_os_user, "-g", layout.pg_os_user, "-m", "0700", layout.pg_data_dir],
         *(backup.runcmd(target, layout) if settings.backup.enabled else []),
         ["systemctl", "daemon-reload"],
