@@ -146,8 +146,9 @@ def command(run_dir: Path, prefix: str) -> list[str]:
     """The S3 server's command line (stale unix sockets of a killed run removed first)."""
     p = ports(prefix)
     weed = weed_server(storage_dir(run_dir) / "data", address(prefix), p, "127.0.0.1", p["s3"], VOLUMES)
-    # weed always puts its gRPC sockets in the system temp dir, named by port: a crashed
-    # run leaves them behind and the next start would fail to bind.
+    # weed puts its gRPC sockets in /tmp whatever TMPDIR says (the path is compiled in:
+    # `strings weed` shows /tmp/seaweedfs-filer-%d.sock), named by port: a crashed run
+    # leaves them behind and the next start would fail to bind.
     stale = " ".join(f"/tmp/seaweedfs-*-{port}.sock" for port in p.values())
     return ["/bin/sh", "-c", f"rm -f {stale}; exec " + " ".join(weed)]
 
