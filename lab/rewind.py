@@ -129,7 +129,10 @@ def rewind(topo: Topology, spec: RestoreSpec, timeout: float = 900) -> Rewound:
 
     control.request_start(topo, lead)
     _wait(lambda: observe.leader(topo) == lead, timeout, f"{lead} leading the rewound cluster")
-    backup.run_job(topo, "full")  # before any replica: see the module's docstring, step 7
+    # Before any replica (the module's docstring, step 7). The job acts only once the node
+    # serves as primary (Patroni's /primary and out of recovery), a moment after Patroni
+    # takes the leader key: until one run acted, nobody backed up, so run it again.
+    _wait(lambda: backup.acted(backup.run_job(topo, "full")) == [lead], timeout, f"a full backup on {lead}")
     # Patroni started the node as a standby and promoted it: one more timeline than pg_ctl's.
     timeline = int(backup.superuser_sql(topo, lead, "SELECT timeline_id FROM pg_control_checkpoint()"))
     for n in others:
